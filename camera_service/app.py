@@ -1,0 +1,404 @@
+"""Builds the service tree: one MultiService holding every listener and loop.
+
+``build_root`` is synchronous and takes the reactor; nothing below it imports the
+global reactor. Start-up work that has to wait (MediaMTX, scans) happens inside
+the child services and is reported through health and readiness, never awaited
+by ``startService``.
+"""
+
+from __future__ import annotations
+
+import os
+import resource as _resource
+from functools import partial
+from typing import Any, Callable, Mapping
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+from twisted.web.pages import notFound
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from camera_service import __version__
+from camera_service.auth import ApiKeyStore, Authenticator, resolve_jwt_secret
+from camera_service.events import EventBus
+from camera_service.health.http import HealthEndpoints, build_health_site
+from camera_service.health.model import DEGRADED, HealthRegistry, Readiness
+from camera_service.health.prometheus import render_prometheus
+from camera_service.mediamtx_probe import MediaMTXProbe
+from camera_service.metrics import RequestMetrics
+from camera_service.roles import PERMISSIONS
+from camera_service.rpc.dispatcher import Dispatcher
+from camera_service.rpc.methods import subscriptions as subscription_methods
+from camera_service.rpc.methods import system as system_methods
+from camera_service.rpc.notifier import Notifier
+from camera_service.rpc.registry import MethodRegistry
+from camera_service.rpc.session import Session
+from camera_service.rpc.websocket import (
+    ApiServerFactory,
+    ConnectionTracker,
+    KeepAliveService,
+    WebSocketGate,
+)
+from camera_service.status import HealthEventService, StatusEvaluator
+from camera_service.streams import StreamUrls
+from camera_service.system_metrics import SystemMetrics
+from camera_service.timeutil import rfc3339
+
+# Shutdown budget for closing WebSocket connections with 1001.
+CLOSE_TIMEOUT = 1.0
+# File descriptors kept back for logs, the key file, child processes and listeners.
+_FD_RESERVE = 64
+
+
+class ThreadPoolService(Service):
+    """Owns a named thread pool and stops it at shutdown (media.md §0.2).
+
+    The pool is also stopped by a reactor shutdown trigger: its threads are not
+    daemonic, so a reactor that stops without stopping services (a crash, a test)
+    would otherwise leave the process unable to exit.
+    """
+
+    def __init__(self, pool: ThreadPool, reactor: Any) -> None:
+        self.pool = pool
+        self._reactor = reactor
+        self._trigger: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.pool.start()
+        self._trigger = self._reactor.addSystemEventTrigger("during", "shutdown", self._stop_pool)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self._trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._trigger)
+            self._trigger = None
+        self._stop_pool()
+
+    def _stop_pool(self) -> None:
+        if self.pool.started:
+            self.pool.stop()
+
+
+class ApiApp:
+    """Server-wide context handed to every RPC handler (as ``ctx.app``)."""
+
+    def __init__(self, *, config: Any, clock: Any, authenticator: Authenticator, bus: EventBus,
+                 metrics: RequestMetrics, readiness: Readiness, health: HealthRegistry,
+                 system_metrics: SystemMetrics, stream_urls: StreamUrls, started_at: float,
+                 build_date: str) -> None:
+        self.config = config
+        self.clock = clock
+        self.authenticator = authenticator
+        self.bus = bus
+        self.metrics = metrics
+        self.readiness = readiness
+        self.health = health
+        self.system_metrics = system_metrics
+        self.stream_urls = stream_urls
+        self.started_at = started_at
+        self.build_date = build_date
+        self.status: StatusEvaluator  # set once the evaluator exists
+        self.recipients: Callable[[], list[Any]] = lambda: []
+        # Replaced by the camera monitor and MediaMTX integration when they exist.
+        self.camera_metrics: Callable[[], dict[str, Any]] = lambda: {"connected_cameras": 0, "cameras": {}}
+        self.stream_metrics: Callable[[], dict[str, int]] = lambda: {
+            "active_streams": 0, "total_streams": 0, "total_viewers": 0}
+
+    def describe_authentication(self, session: Session) -> dict[str, Any]:
+        identity = session.identity
+        assert identity is not None
+        result: dict[str, Any] = {
+            "authenticated": True,
+            "role": identity.role,
+            "permissions": list(PERMISSIONS[identity.role]),
+        }
+        if identity.expires_at is not None:
+            result["expires_at"] = rfc3339(identity.expires_at)
+        result["session_id"] = session.session_id
+        return result
+
+
+class CameraServiceRoot(MultiService):
+    """The parent service: orderly start-up bookkeeping and shutdown (api.md §1.4)."""
+
+    _log = Logger()
+
+    def __init__(self, app: ApiApp, factory: ApiServerFactory, key_store: ApiKeyStore | None) -> None:
+        super().__init__()
+        self.app = app
+        self.factory = factory
+        self.key_store = key_store
+        self.api_endpoint: ObservedEndpoint | None = None
+        self.health_endpoint: ObservedEndpoint | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        if self.key_store is not None:
+            self.key_store.start().addErrback(
+                lambda failure: self._log.failure("API key store failed to load", failure=failure))
+        self.app.readiness.mark_started()
+        self.app.bus.publish("system.startup", {"version": __version__,
+                                                "build_info": self.app.build_date})
+        self._log.info("camera-service {version} started", version=__version__)
+
+    def stopService(self) -> Deferred[Any]:
+        app = self.app
+        app.readiness.shutting_down = True
+        app.bus.publish("system.shutdown", {"reason": "server shutdown"})
+        app.bus.flush_now()
+        if self.key_store is not None:
+            self.key_store.stop()
+        closing = self.factory.close_all(app.clock, CLOSE_TIMEOUT)
+        closing.addCallback(lambda _: MultiService.stopService(self))
+        return closing
+
+
+def _raise_fd_limit(max_connections: int, log: Logger) -> None:
+    """Lift the soft RLIMIT_NOFILE to the hard limit; warn if it cannot hold max_connections."""
+    soft, hard = _resource.getrlimit(_resource.RLIMIT_NOFILE)
+    wanted = hard if hard != _resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != _resource.RLIM_INFINITY and soft < wanted:
+        try:
+            _resource.setrlimit(_resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError):
+            pass
+    if soft != _resource.RLIM_INFINITY and max_connections + _FD_RESERVE > soft:
+        log.warn("server.max_connections={max_connections} exceeds what the file-descriptor limit "
+                 "({soft}) can hold; raise LimitNOFILE", max_connections=max_connections, soft=soft)
+
+
+@implementer(IStreamServerEndpoint)
+class ObservedEndpoint:
+    """Wraps an endpoint so callers can learn the bound port (tests listen on port 0)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.port: Any = None
+        self._waiters: list[Deferred[Any]] = []
+
+    def listen(self, factory: Any) -> Deferred[Any]:
+        return self._inner.listen(factory).addCallback(self._listening)
+
+    def _listening(self, port: Any) -> Any:
+        self.port = port
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(port)
+        return port
+
+    def when_listening(self) -> Deferred[Any]:
+        if self.port is not None:
+            return succeed(self.port)
+        waiter: Deferred[Any] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+
+def _listen_endpoint(reactor: Any, endpoint: str, host: str, port: int) -> ObservedEndpoint:
+    if endpoint:
+        return ObservedEndpoint(endpoints.serverFromString(reactor, endpoint))
+    escaped = host.replace(":", "\\:")
+    return ObservedEndpoint(endpoints.serverFromString(reactor, f"tcp:{port}:interface={escaped}"))
+
+
+class _NotFoundRoot(Resource):
+    """Any path that is not /ws or /files answers 404 (api.md §1.1)."""
+
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        return notFound()
+
+    def render(self, request: Any) -> bytes:
+        return notFound().render(request)
+
+
+def _api_site(websocket_path: str, gate: WebSocketGate) -> Site:
+    root = _NotFoundRoot()
+    parts = [p.encode() for p in websocket_path.strip("/").split("/") if p]
+    parent = root
+    for segment in parts[:-1]:
+        child = _NotFoundRoot()
+        parent.putChild(segment, child)
+        parent = child
+    parent.putChild(parts[-1] if parts else b"", gate)
+    # /files/ is served by the download resource once recordings exist (api.md §7.2).
+    root.putChild(b"files", notFound())
+    site = Site(root)
+    site.noisy = False
+    return site
+
+
+def api_key_store_path(config: Any) -> str | None:
+    """The key file in effect, or None when API keys are disabled (api.md §2.3).
+
+    CAMERA_SERVICE_API_KEYS_PATH was already folded into the configuration.
+    """
+    path = config.security.api_keys.file
+    mode = config.security.api_keys.enabled
+    if mode == "false":
+        return None
+    if mode == "auto" and not os.path.exists(path):
+        return None
+    return path
+
+
+def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
+               ping_interval: float = 30.0, ping_timeout: float = 60.0) -> CameraServiceRoot:
+    log = Logger(namespace="camera_service.app")
+    _raise_fd_limit(config.server.max_connections, log)
+    clock = reactor
+    started_at = clock.seconds()
+
+    media_pool = ThreadPool(minthreads=1, maxthreads=4, name="media")
+    # bcrypt gets its own pool so a burst of logins cannot starve file work.
+    auth_pool = ThreadPool(minthreads=1, maxthreads=2, name="auth")
+    run_in_media = partial(deferToThreadPool, reactor, media_pool)
+    run_in_auth = partial(deferToThreadPool, reactor, auth_pool)
+
+    secret, secret_source = resolve_jwt_secret(config.security.jwt_secret_key,
+                                               config.security.jwt_secret_file,
+                                               config.server.state_dir, environ)
+    log.info("JWT secret from {source}", source=secret_source)
+    if config.env_keys:
+        log.info("configuration keys set from the environment: {keys}", keys=", ".join(config.env_keys))
+    key_path = api_key_store_path(config)
+    key_store = ApiKeyStore(key_path, run_in_auth, clock) if key_path else None
+    log.info("API keys {state}", state=f"enabled ({key_path})" if key_path else "disabled")
+    authenticator = Authenticator(secret, key_store, clock)
+
+    bus = EventBus(clock)
+    metrics = RequestMetrics(clock.seconds)
+    readiness = Readiness()
+    health = HealthRegistry(clock)
+    system_metrics = SystemMetrics(clock, run_in_media, config.mediamtx.recordings_path)
+    stream_urls = StreamUrls(config.server.public_host, config.mediamtx.rtsp_port,
+                             config.mediamtx.hls_port, config.mediamtx.webrtc_port)
+    from camera_service.rpc.methods.system import build_date
+
+    app = ApiApp(config=config, clock=clock, authenticator=authenticator, bus=bus, metrics=metrics,
+                 readiness=readiness, health=health, system_metrics=system_metrics,
+                 stream_urls=stream_urls, started_at=started_at, build_date=build_date())
+
+    registry = MethodRegistry()
+    system_methods.register(registry)
+    subscription_methods.register(registry)
+    dispatcher = Dispatcher(registry, app)
+    tracker = ConnectionTracker(metrics)
+    factory = ApiServerFactory(app, dispatcher, tracker)
+    app.recipients = tracker.recipients
+    bus.add_listener(Notifier(tracker.recipients, authenticator.still_valid,
+                              config.notifications.broadcast_to_all, stream_urls))
+
+    mm = config.mediamtx
+    probe = MediaMTXProbe(
+        reactor=reactor, enabled=mm.enabled, base_url=f"http://{mm.host}:{mm.api_port}",
+        auth=(mm.api_username, mm.api_password) if mm.api_username else None,
+        timeout=mm.request_timeout, interval=mm.health_check_interval,
+        failure_threshold=mm.health_failure_threshold, health=health, readiness=readiness,
+        publish=bus.publish)
+    app.status = StatusEvaluator(
+        system=system_metrics, request_metrics=metrics, connections_open=lambda: tracker.reserved,
+        max_connections=config.server.max_connections, mediamtx=probe,
+        camera_monitor_state=lambda: "STOPPED", shutting_down=lambda: readiness.shutting_down)
+    # Camera discovery arrives with the camera monitor; until then say so honestly.
+    health.set("cameras", DEGRADED, "Camera monitor not running",
+               {"connected_cameras": 0, "total_cameras": 0, "udev_events": False})
+
+    root = CameraServiceRoot(app, factory, key_store)
+    ThreadPoolService(media_pool, reactor).setServiceParent(root)
+    ThreadPoolService(auth_pool, reactor).setServiceParent(root)
+    system_metrics.setServiceParent(root)
+    StorageHealthService(health, system_metrics, config.storage.warn_percent,
+                         config.storage.block_percent, clock).setServiceParent(root)
+    probe.setServiceParent(root)
+    HealthEventService(app.status, bus.publish, system_metrics, clock).setServiceParent(root)
+    KeepAliveService(tracker, clock, ping_interval, ping_timeout).setServiceParent(root)
+
+    gate = WebSocketGate(factory, config.server.max_connections, tuple(config.security.cors_origins),
+                         metrics.refused)
+    api_site = _api_site(config.server.websocket_path, gate)
+    root.api_endpoint = _listen_endpoint(reactor, config.server.endpoint, config.server.host,
+                                         config.server.port)
+    api_listener = StreamServerEndpointService(root.api_endpoint, api_site)
+    api_listener._raiseSynchronously = True
+    api_listener.setName("api")
+    api_listener.setServiceParent(root)
+
+    hh = config.http_health
+    if hh.enabled:
+        def render_metrics() -> str:
+            return render_prometheus(request_metrics=metrics, system=system_metrics.latest,
+                                     registry=health, uptime_seconds=clock.seconds() - started_at,
+                                     connections_open=tracker.reserved)
+
+        health_site = build_health_site(
+            registry=health, readiness=readiness, clock=clock, started_at=started_at,
+            version=__version__, environment=config.server.environment,
+            endpoints=HealthEndpoints(hh.basic_endpoint, hh.detailed_endpoint, hh.ready_endpoint,
+                                      hh.live_endpoint, hh.metrics_endpoint),
+            render_metrics=render_metrics)
+        root.health_endpoint = _listen_endpoint(reactor, "", hh.host, hh.port)
+        health_listener = StreamServerEndpointService(root.health_endpoint, health_site)
+        health_listener._raiseSynchronously = True
+        health_listener.setName("health")
+        health_listener.setServiceParent(root)
+    return root
+
+
+class StorageHealthService(Service):
+    """The ``storage`` health component from the sampled disk usage.
+
+    The full storage service (roots, permissions, retention) replaces this when
+    recordings arrive; the thresholds are the same.
+    """
+
+    _log = Logger()
+
+    def __init__(self, health: HealthRegistry, system: SystemMetrics, warn_percent: float,
+                 block_percent: float, clock: Any, interval: float = 5.0) -> None:
+        from twisted.internet.task import LoopingCall
+
+        self._health = health
+        self._system = system
+        self._warn = warn_percent
+        self._block = block_percent
+        self._loop = LoopingCall(self.update)
+        self._loop.clock = clock
+        self._interval = interval
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(self._interval, now=True).addErrback(
+            lambda failure: self._log.failure("storage health loop stopped", failure=failure))
+
+    def stopService(self) -> Any:
+        if self._loop.running:
+            self._loop.stop()
+        return super().stopService()
+
+    def update(self) -> None:
+        from camera_service.health.model import HEALTHY, UNHEALTHY
+
+        try:
+            sample = self._system.latest
+            usage = round(float(sample.disk_usage), 1)
+            details = {"usage_percentage": usage}
+            if not sample.sampled_at:
+                self._health.set("storage", HEALTHY, "Storage not measured yet", details)
+            elif usage >= self._block:
+                self._health.set("storage", UNHEALTHY, f"Storage usage {usage}% at or above block threshold", details)
+            elif usage >= self._warn:
+                self._health.set("storage", DEGRADED, f"Storage usage {usage}% at or above warning threshold", details)
+            else:
+                self._health.set("storage", HEALTHY, f"Storage usage {usage}%", details)
+        except Exception:
+            self._log.failure("storage health update failed")
