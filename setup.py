@@ -63,6 +63,7 @@ setup(
     entry_points={
         "console_scripts": [
             "camera-service-admin = camera_service.admin:main",
+            "camera-service-cli = camera_service.client:main",
         ],
     },
     cmdclass={"install": _Install, "develop": _Develop},

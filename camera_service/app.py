@@ -148,7 +148,12 @@ class CameraServiceRoot(MultiService):
         self.app.readiness.mark_started()
         self.app.bus.publish("system.startup", {"version": __version__,
                                                 "build_info": self.app.build_date})
-        self._log.info("camera-service {version} started", version=__version__)
+        config = self.app.config
+        self._log.info(
+            "camera-service {version} started; API on port {port}{path}. Get a token with: "
+            "camera-service-admin --config {config_path} token --user NAME --role admin",
+            version=__version__, port=config.server.port, path=config.server.websocket_path,
+            config_path=config.source_path or "<config>")
 
     def stopService(self) -> Deferred[Any]:
         app = self.app

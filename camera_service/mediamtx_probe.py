@@ -16,7 +16,12 @@ from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    # One "Starting factory" log line per probe is noise, not information.
+    noisy = False
 
 from camera_service.health.model import DEGRADED, HEALTHY, HealthRegistry, Readiness
 from camera_service.timeutil import rfc3339
@@ -41,6 +46,7 @@ class MediaMTXProbe(Service):
         self._publish = publish
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 2
+        self._pool._factory = _QuietClientFactory
         self._loop = LoopingCall(self.check)
         self._loop.clock = reactor
         self._interval = interval
