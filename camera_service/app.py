@@ -19,7 +19,7 @@ from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web.pages import notFound
 from twisted.web.resource import Resource
@@ -137,8 +137,17 @@ class CameraServiceRoot(MultiService):
         self.app = app
         self.factory = factory
         self.key_store = key_store
+        self.log_observer: Any = None
         self.api_endpoint: ObservedEndpoint | None = None
         self.health_endpoint: ObservedEndpoint | None = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        super().setServiceParent(parent)
+        # The parent is twistd's Application: offering our observer there makes
+        # twistd log through it (level filter, text/JSON, file) instead of its default.
+        set_component = getattr(parent, "setComponent", None)
+        if self.log_observer is not None and set_component is not None:
+            set_component(ILogObserver, self.log_observer)
 
     def startService(self) -> None:
         super().startService()

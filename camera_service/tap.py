@@ -16,7 +16,6 @@ from twisted.logger import (
     FilteringLogObserver,
     LogLevel,
     LogLevelFilterPredicate,
-    globalLogPublisher,
     jsonFileLogObserver,
     textFileLogObserver,
 )
@@ -44,20 +43,21 @@ def _fail(line: str, status: int) -> None:
     raise SystemExit(status)
 
 
-def _add_file_logging(logging_config: Any) -> None:
-    """Optional log file with rotation; stdout/journal logging is twistd's own."""
-    if not logging_config.file:
-        return
-    directory, name = os.path.split(logging_config.file)
-    os.makedirs(directory, exist_ok=True)
-    log_file = LogFile(name, directory, rotateLength=logging_config.max_file_size,
-                       maxRotatedFiles=logging_config.backup_count)
-    if logging_config.format == "json":
-        observer = jsonFileLogObserver(log_file)
+def build_log_observer(logging_config: Any) -> Any:
+    """The observer for ``logging.*``: level filter, text or JSON, stdout or a rotated file."""
+    if logging_config.file:
+        directory, name = os.path.split(logging_config.file)
+        os.makedirs(directory, exist_ok=True)
+        stream: Any = LogFile(name, directory, rotateLength=logging_config.max_file_size,
+                              maxRotatedFiles=logging_config.backup_count)
     else:
-        observer = textFileLogObserver(log_file)
+        stream = sys.stdout
+    if logging_config.format == "json":
+        observer = jsonFileLogObserver(stream)
+    else:
+        observer = textFileLogObserver(stream)
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[logging_config.level])
-    globalLogPublisher.addObserver(FilteringLogObserver(observer, [predicate]))
+    return FilteringLogObserver(observer, [predicate])
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -74,11 +74,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         _fail(error.line(), EX_CONFIG)
     # Files the service and MediaMTX share must be group-writable (media.md §5.1).
     os.umask(0o002)
-    _add_file_logging(config.logging)
     from camera_service.app import build_root
 
     try:
-        return build_root(config, reactor, os.environ)
+        root = build_root(config, reactor, os.environ)
     except SecretError as error:
         _fail(f"camera-service: config error: {error}", EX_CONFIG)
-    raise AssertionError("unreachable")
+        raise
+    # twistd asks the Application for an ILogObserver component before falling back
+    # to its own; the root hands this one over when twistd parents it (app.py).
+    root.log_observer = build_log_observer(config.logging)
+    return root
