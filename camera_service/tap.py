@@ -53,7 +53,11 @@ def build_log_observer(logging_config: Any) -> Any:
     else:
         stream = sys.stdout
     if logging_config.format == "json":
-        observer = jsonFileLogObserver(stream)
+        # One JSON object per line (JSON Lines). Twisted's default record separator
+        # (RFC 7464, each record starts with \x1e) breaks jq, log shippers and
+        # journald, which stores such lines as binary blobs; eventsFromJSONLogFile
+        # reads both forms.
+        observer = jsonFileLogObserver(stream, recordSeparator="")
     else:
         observer = textFileLogObserver(stream)
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[logging_config.level])
