@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 import treq
 from twisted.application.service import Service
-from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool, _HTTP11ClientFactory
@@ -100,12 +99,11 @@ class MediaMTXProbe(Service):
             await self._probe()
         except Exception as error:
             self.consecutive_failures += 1
-            if self.state == "up" or (self.state == "starting" and self.consecutive_failures == 1):
+            if self.consecutive_failures == 1:
                 self._log.warn("MediaMTX unreachable at {url}: {error}", url=self._url, error=str(error))
                 self._publish("mediamtx.error", {"error": "MediaMTX unreachable"})
-            if self.state == "up":
-                self.state = "down"
-            elif self.state == "starting" and self.consecutive_failures >= self._threshold:
+            # One lost answer is not an outage: DOWN only at the failure threshold.
+            if self.state in ("up", "starting") and self.consecutive_failures >= self._threshold:
                 self.state = "down"
         else:
             if self.state != "up":

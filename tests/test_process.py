@@ -8,7 +8,6 @@ overrides, and talks to it over real sockets (api.md §1.4, §7.1; media.md §8.
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import signal
@@ -18,8 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 from camera_service.auth.jwt_tokens import mint_jwt
 from tests.processes import (

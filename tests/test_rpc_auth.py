@@ -7,7 +7,6 @@ import threading
 import time
 
 import pytest
-import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
@@ -105,12 +104,16 @@ async def test_methods_not_yet_available_answer_a_clear_error(service):
 
 
 async def test_token_expiry_during_a_session(service):
+    from camera_service.timeutil import parse_rfc3339
+
     client = await service.client()
-    token = service.token("viewer", lifetime=1)
-    await client.call("authenticate", {"auth_token": token})
+    token = service.token("viewer", lifetime=2)
+    granted = await client.call("authenticate", {"auth_token": token})
     await client.call("subscribe_events", {"topics": ["system.error"]})
     await client.call("get_server_info")
-    await deferLater(reactor, 1.3, lambda: None)
+    # iat is whole seconds, so wait for the real expiry rather than a fixed delay.
+    remaining = parse_rfc3339(granted["expires_at"]) - reactor.seconds()
+    await deferLater(reactor, max(0.0, remaining) + 0.1, lambda: None)
     error = await client.error("get_server_info")
     assert error["data"] == {"reason": "token_expired", "details": "Session token expired",
                              "suggestion": "Obtain a new token and call authenticate again"}

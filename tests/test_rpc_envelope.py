@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest_twisted
 
 def _error(message: dict) -> dict:
     assert set(message) == {"jsonrpc", "error", "id"}, message
@@ -190,14 +189,10 @@ async def test_handler_exception_is_internal_error_and_connection_survives(servi
     async def broken(ctx, params):
         raise RuntimeError("boom with /dev/video0 inside")
 
-    spec = service.root.app  # the registry is reachable through the dispatcher
-    dispatcher = service.root.factory.dispatcher
-    dispatcher._registry._methods["get_streams"] = dispatcher._registry._methods["get_streams"].__class__(
-        "get_streams", "viewer", (), broken)
+    service.root.factory.dispatcher.registry.replace("get_streams", broken)
     client = await service.authed_client()
     error = _error(await client.request("get_streams"))
     assert error["code"] == -32603 and error["message"] == "Internal server error"
     assert error["data"]["reason"] == "internal_error"
     assert "request_id" in error["data"] and "boom" not in json.dumps(error)
     assert (await client.request("ping"))["result"] == "pong"
-    del spec

@@ -54,7 +54,7 @@ class Dispatcher:
     _log = Logger()
 
     def __init__(self, registry: MethodRegistry, app: Any) -> None:
-        self._registry = registry
+        self.registry = registry
         self._app = app
 
     # -- entry point ---------------------------------------------------------------
@@ -73,7 +73,7 @@ class Dispatcher:
             request_id, method_name, params = self._envelope(message)
             is_notification = request_id is None
             self._rate_limit(session)
-            spec = self._registry.get(method_name)
+            spec = self.registry.get(method_name)
             if spec is None:
                 raise errors.method_not_found(method_name)
             self._authorise(session, spec)
@@ -200,7 +200,7 @@ class Dispatcher:
             session.send({"jsonrpc": "2.0", "result": result, "id": request_id})
 
     def _record(self, method: str, started: float, code: int | None) -> None:
-        label = method if self._registry.get(method) is not None else _NO_METHOD
+        label = method if self.registry.get(method) is not None else _NO_METHOD
         self._app.metrics.record(label, (time.perf_counter() - started) * 1000.0, code)
 
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from camera_service.rpc.errors import RpcError, invalid_params
+from camera_service.rpc.errors import invalid_params
 
 CAMERA_ID = re.compile(r"^camera[0-9]+$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")

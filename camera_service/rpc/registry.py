@@ -48,6 +48,16 @@ class MethodRegistry:
                                          summary or (handler.__doc__ or "").strip().split("\n")[0],
                                          serialise_on)
 
+    def replace(self, name: str, handler: Handler, params: tuple[Param, ...] = ()) -> MethodSpec:
+        """Swap a method's handler, returning the previous spec (fault injection in tests)."""
+        previous = self._methods[name]
+        self._methods[name] = MethodSpec(name, previous.min_role, params, handler, previous.summary,
+                                         previous.serialise_on)
+        return previous
+
+    def restore(self, spec: MethodSpec) -> None:
+        self._methods[spec.name] = spec
+
     def get(self, name: str) -> MethodSpec | None:
         return self._methods.get(name)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 from typing import Any
 
 from camera_service import SERVICE_NAME, __version__
@@ -95,7 +96,8 @@ async def get_metrics(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any
             "cpu_usage": round(float(sample.cpu_usage), 1),
             "memory_usage": round(float(sample.memory_usage), 1),
             "disk_usage": round(float(sample.disk_usage), 1),
-            "threads": int(sample.threads),
+            # Before the first sample lands the cached count is 0, which is never true.
+            "threads": int(sample.threads) if sample.sampled_at else threading.active_count(),
         },
         "camera_metrics": app.camera_metrics(),
         "recording_metrics": {},
