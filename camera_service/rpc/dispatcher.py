@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from camera_service.auth.identity import AuthFailed
@@ -34,6 +34,10 @@ _NO_METHOD = "<invalid>"
 def _reject_constant(name: str) -> Any:
     # NaN and Infinity are not JSON; Python's parser would accept them.
     raise ValueError(f"{name} is not valid JSON")
+
+
+# Built once: json.loads() with any keyword builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 @dataclass
@@ -59,9 +63,22 @@ class Dispatcher:
 
     # -- entry point ---------------------------------------------------------------
 
-    def process(self, session: Session, payload: bytes, is_binary: bool) -> Deferred[None]:
-        started = time.perf_counter()
-        return ensureDeferred(self._process(session, payload, is_binary, started))
+    def process(self, session: Session, payload: bytes, is_binary: bool) -> Deferred[None] | None:
+        """Handle one frame. Returns None when it was answered synchronously.
+
+        Most requests (ping, status reads, every error) never wait on anything, so the
+        coroutine is stepped once by hand; only one that really awaits something is
+        handed to Twisted, which then resumes it where it stopped.
+        """
+        coroutine = self._process(session, payload, is_binary, time.perf_counter())
+        try:
+            coroutine.send(None)
+        except StopIteration:
+            return None
+        except BaseException:
+            self._log.failure("request processing failed")
+            return None
+        return Deferred.fromCoroutine(coroutine)
 
     async def _process(self, session: Session, payload: bytes, is_binary: bool, started: float) -> None:
         request_id: Any = None
@@ -108,7 +125,7 @@ class Dispatcher:
             raise errors.invalid_request("Binary frames are not supported",
                                          hint="Send JSON-RPC messages as text frames")
         try:
-            return json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
+            return _DECODER.decode(payload.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise errors.parse_error() from None
 

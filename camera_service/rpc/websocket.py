@@ -36,6 +36,8 @@ AUTH_FAILURE_LIMIT = 5
 AUTH_FAILURE_WINDOW = 60.0
 SHUTDOWN_CLOSE_CODE = 1001
 SHUTDOWN_REASON = "server shutdown"
+# Built once: json.dumps() with any keyword builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @implementer(IPushProducer)
@@ -119,8 +121,9 @@ class ApiServerProtocol(WebSocketServerProtocol):
         if self.session is None:
             return
         finished = self.factory.dispatcher.process(self.session, payload, isBinary)
-        self._pending.add(finished)
-        finished.addBoth(self._request_done, finished)
+        if finished is not None:
+            self._pending.add(finished)
+            finished.addBoth(self._request_done, finished)
 
     def _request_done(self, result: Any, finished: Deferred[None]) -> None:
         self._pending.discard(finished)
@@ -142,7 +145,7 @@ class ApiServerProtocol(WebSocketServerProtocol):
     # -- sending -----------------------------------------------------------------------
 
     def _encode(self, message: dict[str, Any]) -> bytes:
-        return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _ENCODER.encode(message).encode("utf-8")
 
     def send_response(self, message: dict[str, Any]) -> None:
         if self.state != WebSocketServerProtocol.STATE_OPEN:
