@@ -36,6 +36,11 @@ from camera_service.mediamtx_probe import MediaMTXProbe
 from camera_service.metrics import RequestMetrics
 from camera_service.roles import PERMISSIONS
 from camera_service.rpc.dispatcher import Dispatcher
+from camera_service.discovery.monitor import CameraMonitor, UdevNodeSource
+from camera_service.discovery.probe import AutoProber, IoctlProber, V4l2CtlProber
+from camera_service.discovery.udev import UdevEvents
+from camera_service.procs import ProcessRunner, resolve_tools
+from camera_service.rpc.methods import cameras as camera_methods
 from camera_service.rpc.methods import subscriptions as subscription_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.notifier import Notifier
@@ -251,6 +256,31 @@ def _api_site(websocket_path: str, gate: WebSocketGate) -> Site:
     return site
 
 
+def _camera_monitor(config: Any, reactor: Any, bus: EventBus, health: HealthRegistry,
+                    readiness: Readiness, run_in_media: Callable[..., Deferred[Any]],
+                    prober_override: Any = None) -> CameraMonitor:
+    """Discovery → probing → (publication hooks): the chain of media.md §1.9."""
+    log = Logger(namespace="camera_service.app")
+    tools = resolve_tools({"ffmpeg": config.tools.ffmpeg, "ffprobe": config.tools.ffprobe,
+                           "v4l2_ctl": config.tools.v4l2_ctl})
+    for name, path in tools.items():
+        if path is None:
+            log.error("tool {name} not found; features that need it will fail", name=name)
+    runner = ProcessRunner(reactor)
+    ioctl = IoctlProber(run_in_media, clock=reactor)
+    v4l2ctl = V4l2CtlProber(runner, tools["v4l2_ctl"])
+    prober = prober_override or {"auto": AutoProber(ioctl, v4l2ctl), "ioctl": ioctl,
+                                 "v4l2-ctl": v4l2ctl}[config.camera.prober]
+    node_source = UdevNodeSource.create(config.camera.device_range)
+
+    def udev_factory(on_event: Callable[[str, int], None], on_overflow: Callable[[], None]) -> Any:
+        return UdevEvents(reactor, on_event, on_overflow, context=node_source.context,
+                          device_range=config.camera.device_range)
+
+    return CameraMonitor(reactor, config, bus, health, readiness, run_in_media, prober, node_source,
+                         udev_factory, ffmpeg_path=tools["ffmpeg"])
+
+
 def api_key_store_path(config: Any) -> str | None:
     """The key file in effect, or None when API keys are disabled (api.md §2.3).
 
@@ -266,7 +296,10 @@ def api_key_store_path(config: Any) -> str | None:
 
 
 def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
-               ping_interval: float = 30.0, ping_timeout: float = 60.0) -> CameraServiceRoot:
+               ping_interval: float = 30.0, ping_timeout: float = 60.0,
+               camera_prober: Any = None) -> CameraServiceRoot:
+    """The whole service tree. ``camera_prober`` replaces the V4L2 prober: tests that
+    plug umockdev's fake nodes (which are not V4L2 devices) inject one."""
     log = Logger(namespace="camera_service.app")
     _raise_fd_limit(config.server.max_connections, log)
     clock = reactor
@@ -319,13 +352,13 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
         timeout=mm.request_timeout, interval=mm.health_check_interval,
         failure_threshold=mm.health_failure_threshold, health=health, readiness=readiness,
         publish=bus.publish)
+    monitor = _camera_monitor(config, reactor, bus, health, readiness, run_in_media, camera_prober)
+    camera_methods.register(registry, monitor)
+    app.camera_metrics = monitor.camera_metrics
     app.status = StatusEvaluator(
         system=system_metrics, request_metrics=metrics, connections_open=lambda: tracker.reserved,
         max_connections=config.server.max_connections, mediamtx=probe,
-        camera_monitor_state=lambda: "STOPPED", shutting_down=lambda: readiness.shutting_down)
-    # Camera discovery arrives with the camera monitor; until then say so honestly.
-    health.set("cameras", DEGRADED, "Camera monitor not running",
-               {"connected_cameras": 0, "total_cameras": 0, "udev_events": False})
+        camera_monitor_state=monitor.component_state, shutting_down=lambda: readiness.shutting_down)
 
     root = CameraServiceRoot(app, factory, key_store)
     ThreadPoolService(media_pool, reactor).setServiceParent(root)
@@ -334,6 +367,7 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     StorageHealthService(health, system_metrics, config.storage.warn_percent,
                          config.storage.block_percent, clock).setServiceParent(root)
     probe.setServiceParent(root)
+    monitor.setServiceParent(root)
     HealthEventService(app.status, bus.publish, system_metrics, clock).setServiceParent(root)
     KeepAliveService(tracker, clock, ping_interval, ping_timeout).setServiceParent(root)
 

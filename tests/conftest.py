@@ -61,6 +61,16 @@ class RunningService:
         return client
 
 
+async def _until(condition: Any, deadline_seconds: float) -> None:
+    from twisted.internet.task import deferLater
+
+    deadline = reactor.seconds() + deadline_seconds
+    while not condition():
+        if reactor.seconds() > deadline:
+            raise AssertionError("condition not reached in time")
+        await deferLater(reactor, 0.01, lambda: None)
+
+
 class ServiceFactory:
     def __init__(self, tmp_path: Path) -> None:
         self._tmp = tmp_path
@@ -85,7 +95,7 @@ class ServiceFactory:
         return env
 
     async def start(self, *, ping_interval: float = 30.0, ping_timeout: float = 60.0,
-                    **overrides: str) -> RunningService:
+                    camera_prober: Any = None, **overrides: str) -> RunningService:
         from camera_service.app import build_root
         from camera_service.config import load_config
 
@@ -93,10 +103,14 @@ class ServiceFactory:
         config = load_config(None, environ)
         os.makedirs(config.server.state_dir, exist_ok=True)
         root = build_root(config, reactor, environ, ping_interval=ping_interval,
-                          ping_timeout=ping_timeout)
+                          ping_timeout=ping_timeout, camera_prober=camera_prober)
         root.startService()
         api_port = await root.api_endpoint.when_listening()
         await root.health_endpoint.when_listening()
+        if environ["CAMERA_SERVICE_MEDIAMTX_ENABLED"] == "false":
+            # The first camera scan runs in the thread pool; until it has finished the
+            # readiness gate answers service_initializing, which most tests do not test.
+            await _until(lambda: root.app.readiness.status() == "ready", 10.0)
         running = RunningService(
             root=root,
             secret=environ["CAMERA_SERVICE_SECURITY_JWT_SECRET_KEY"],
