@@ -378,6 +378,11 @@ async def test_probe_that_never_returns_times_out_to_error(services: Any) -> Non
         client = await subscribed_client(service)
         started = time.perf_counter()
         syspath = bed.add_camera(0, serial="SN-T", card="HD USB CAMERA")
+        # While the probe hangs, the reactor keeps answering.
+        for _ in range(5):
+            asked = time.perf_counter()
+            assert await client.call("ping") == "pong"
+            assert time.perf_counter() - asked < 0.05
         update = await expect(client, "camera_status_update", timeout=5.0)
         elapsed = time.perf_counter() - started
         assert update["device"] == "camera0" and update["status"] == "ERROR"
