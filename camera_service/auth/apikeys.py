@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import string
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,6 +37,8 @@ from twisted.logger import Logger, LogLevel
 
 from camera_service.roles import is_role
 from camera_service.timeutil import rfc3339
+
+from camera_service.fileutil import write_json_atomically
 
 from .identity import API_KEY, AuthFailed, Identity
 from .secret import adopt_owner
@@ -425,34 +426,10 @@ def _read_document(path: str) -> dict[str, Any]:
 
 
 def _write_document(path: str, document: dict[str, Any]) -> None:
-    """Replace the key file atomically (temporary file + rename), mode 0600."""
+    """Replace the key file atomically, mode 0600, owned like the file it replaces."""
     parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, mode=0o750, exist_ok=True)
     reference = path if os.path.exists(path) else parent
-    fd, tmp = tempfile.mkstemp(prefix=".api-keys.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o600)
-            adopt_owner(f.fileno(), reference)
-            json.dump(document, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    write_json_atomically(path, document, 0o600, prepare=lambda fd: adopt_owner(fd, reference))
 
 
 @contextmanager

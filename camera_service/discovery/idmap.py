@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from camera_service.rpc.params import CAMERA_ID
+from camera_service.fileutil import write_json_atomically
 from camera_service.timeutil import parse_rfc3339, rfc3339
 
 FILE_NAME = "camera-ids.json"
@@ -220,37 +220,7 @@ def _move_aside(path: str) -> None:
 
 
 def write_atomically(path: str, document: Mapping[str, Any]) -> None:
-    """Temporary file in the same directory, fsync, mode 0640, rename, fsync the directory.
-
-    A crash at any point leaves either the old file or the new one, never a torn one.
-    """
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    data = json.dumps(document, indent=2, sort_keys=False).encode("utf-8") + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    write_json_atomically(path, dict(document), FILE_MODE)
 
 
 # -- parsing -----------------------------------------------------------------------------
