@@ -58,7 +58,7 @@ setup(
         "psutil>=5.9",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "pytest-timeout>=2.3"],
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "pytest-timeout>=2.3", "jsonschema>=4.18"],
     },
     entry_points={
         "console_scripts": [
