@@ -32,7 +32,8 @@ from camera_service.events import EventBus
 from camera_service.health.http import HealthEndpoints, build_health_site
 from camera_service.health.model import DEGRADED, HealthRegistry, Readiness
 from camera_service.health.prometheus import render_prometheus
-from camera_service.mediamtx_probe import MediaMTXProbe
+from camera_service.mediamtx.client import MediaMTXClient
+from camera_service.mediamtx.service import MediaMTXService
 from camera_service.metrics import RequestMetrics
 from camera_service.roles import PERMISSIONS
 from camera_service.rpc.dispatcher import Dispatcher
@@ -41,6 +42,7 @@ from camera_service.discovery.probe import AutoProber, IoctlProber, V4l2CtlProbe
 from camera_service.discovery.udev import UdevEvents
 from camera_service.procs import ProcessRunner, resolve_tools
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import streaming as streaming_methods
 from camera_service.rpc.methods import subscriptions as subscription_methods
 from camera_service.rpc.methods import system as system_methods
 from camera_service.rpc.notifier import Notifier
@@ -256,16 +258,21 @@ def _api_site(websocket_path: str, gate: WebSocketGate) -> Site:
     return site
 
 
-def _camera_monitor(config: Any, reactor: Any, bus: EventBus, health: HealthRegistry,
-                    readiness: Readiness, run_in_media: Callable[..., Deferred[Any]],
-                    prober_override: Any = None) -> CameraMonitor:
-    """Discovery → probing → (publication hooks): the chain of media.md §1.9."""
+def _resolved_tools(config: Any) -> dict[str, str | None]:
+    """Absolute paths of the external programs, resolved once (media.md §0.3)."""
     log = Logger(namespace="camera_service.app")
     tools = resolve_tools({"ffmpeg": config.tools.ffmpeg, "ffprobe": config.tools.ffprobe,
                            "v4l2_ctl": config.tools.v4l2_ctl})
     for name, path in tools.items():
         if path is None:
             log.error("tool {name} not found; features that need it will fail", name=name)
+    return tools
+
+
+def _camera_monitor(config: Any, reactor: Any, bus: EventBus, health: HealthRegistry,
+                    readiness: Readiness, run_in_media: Callable[..., Deferred[Any]],
+                    tools: dict[str, str | None], prober_override: Any = None) -> CameraMonitor:
+    """Discovery → probing → (publication hooks): the chain of media.md §1.9."""
     runner = ProcessRunner(reactor)
     ioctl = IoctlProber(run_in_media, clock=reactor)
     v4l2ctl = V4l2CtlProber(runner, tools["v4l2_ctl"])
@@ -345,19 +352,24 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     bus.add_listener(Notifier(tracker.recipients, authenticator.still_valid,
                               config.notifications.broadcast_to_all, stream_urls))
 
+    tools = _resolved_tools(config)
+    monitor = _camera_monitor(config, reactor, bus, health, readiness, run_in_media, tools,
+                              camera_prober)
     mm = config.mediamtx
-    probe = MediaMTXProbe(
-        reactor=reactor, enabled=mm.enabled, base_url=f"http://{mm.host}:{mm.api_port}",
-        auth=(mm.api_username, mm.api_password) if mm.api_username else None,
-        timeout=mm.request_timeout, interval=mm.health_check_interval,
-        failure_threshold=mm.health_failure_threshold, health=health, readiness=readiness,
-        publish=bus.publish)
-    monitor = _camera_monitor(config, reactor, bus, health, readiness, run_in_media, camera_prober)
+    client = MediaMTXClient(reactor, base_url=f"http://{mm.host}:{mm.api_port}",
+                            auth=(mm.api_username, mm.api_password) if mm.api_username else None,
+                            timeout=mm.request_timeout) if mm.enabled else None
+    # Registers itself on the monitor's connect/disconnect hooks: discovery → path creation.
+    mediamtx = MediaMTXService(reactor=reactor, config=config, client=client, monitor=monitor,
+                               bus=bus, health=health, readiness=readiness,
+                               ffmpeg_path=tools["ffmpeg"])
     camera_methods.register(registry, monitor)
+    streaming_methods.register(registry, monitor, mediamtx, reactor)
     app.camera_metrics = monitor.camera_metrics
+    app.stream_metrics = mediamtx.stream_metrics
     app.status = StatusEvaluator(
         system=system_metrics, request_metrics=metrics, connections_open=lambda: tracker.reserved,
-        max_connections=config.server.max_connections, mediamtx=probe,
+        max_connections=config.server.max_connections, mediamtx=mediamtx,
         camera_monitor_state=monitor.component_state, shutting_down=lambda: readiness.shutting_down)
 
     root = CameraServiceRoot(app, factory, key_store)
@@ -366,7 +378,7 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     system_metrics.setServiceParent(root)
     StorageHealthService(health, system_metrics, config.storage.warn_percent,
                          config.storage.block_percent, clock).setServiceParent(root)
-    probe.setServiceParent(root)
+    mediamtx.setServiceParent(root)
     monitor.setServiceParent(root)
     HealthEventService(app.status, bus.publish, system_metrics, clock).setServiceParent(root)
     KeepAliveService(tracker, clock, ping_interval, ping_timeout).setServiceParent(root)

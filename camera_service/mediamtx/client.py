@@ -43,6 +43,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
+    _HTTP11ClientFactory,
     ResponseDone,
     ResponseFailed,
     ResponseNeverReceived,
@@ -79,6 +80,10 @@ _ERROR_TEXT_LIMIT = 500
 
 
 # --------------------------------------------------------------------------- errors
+
+
+class _QuietClientFactory(_HTTP11ClientFactory):
+    noisy = False
 
 
 class MediaMTXError(Exception):
@@ -355,6 +360,8 @@ class MediaMTXClient:
             import treq.client
 
             self._pool = HTTPConnectionPool(reactor, persistent=True)
+            # One "Starting factory" log line per new connection is noise, not information.
+            self._pool._factory = _QuietClientFactory
             self._pool.maxPersistentPerHost = POOL_MAX_PER_HOST
             self._pool.cachedConnectionTimeout = POOL_IDLE_TIMEOUT
             http_client = treq.client.HTTPClient(Agent(reactor, pool=self._pool))
