@@ -456,6 +456,10 @@ async def test_get_stream_status_errors(services):
     assert error["code"] == -32010 and error["message"] == "Stream not found"
     assert error["data"]["reason"] == "stream_not_found"
     assert error["data"]["resource"] == "stream" and error["data"]["id"] == "camera2"
+    # Even when MediaMTX still reports a path under that name, an unplugged camera has none.
+    world.mediamtx.paths["camera2"] = path("camera2", live=True, source="rtspSession")
+    error = await client.error("get_stream_status", {"device": "camera2"})
+    assert error["data"]["reason"] == "stream_not_found"
     world.mediamtx.fail_requests = True
     assert_dependency(await client.error("get_stream_status", {"device": "camera0"}))
     error = await client.error("get_stream_status", {"device": "video0"})

@@ -25,7 +25,7 @@ from typing import Any
 
 from twisted.internet.defer import DeferredLock
 
-from camera_service.discovery.registry import CONNECTED, ERROR, Camera
+from camera_service.discovery.registry import CONNECTED, DISCONNECTED, ERROR, Camera
 from camera_service.rpc.dispatcher import CallContext
 from camera_service.rpc.errors import invalid_state, not_found
 from camera_service.rpc.params import DEVICE
@@ -209,6 +209,10 @@ class StreamingMethods:
     async def get_stream_status(self, ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
         """Detailed state of a camera's stream, read from MediaMTX."""
         camera = self._camera(params["device"])
+        if camera.status == DISCONNECTED:
+            # An unplugged camera has no path, whatever MediaMTX still reports (media.md §2.5).
+            self._samples.pop(camera.id, None)
+            raise not_found("stream", camera.id)
         self._mediamtx.require_up()
         path = await self._mediamtx.fetch_path(camera.id)
         if path is None:
