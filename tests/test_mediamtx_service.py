@@ -170,6 +170,8 @@ async def test_starting_to_up_provisions_and_cleans_stale_paths(tmp_path: Path) 
         # Path defaults patched (§2.6 item 3).
         assert len(h.fake.requests_to("PATCH", "/v3/config/pathdefaults/patch")) == 1
 
+        await until(lambda: len([p for p in h.named("mediamtx.path") if p["exists"]]) >= 2, 1.0,
+                    "path events")
         assert sorted(p["device"] for p in h.named("mediamtx.path") if p["exists"]) == \
             ["camera0", "camera10"]
         assert h.service.is_provisioned("camera0") and h.service.is_provisioned("camera10")
@@ -192,8 +194,11 @@ async def test_outage_down_fast_fail_recover(tmp_path: Path) -> None:
         assert took < 4.0
         assert h.service.consecutive_failures >= 3
         assert h.service.component_state() == "ERROR"
+        # The bus delivers on the next reactor turn.
+        await until(lambda: any("device" not in p for p in h.named("mediamtx.error")), 1.0,
+                    "mediamtx.error")
         errors = [p for p in h.named("mediamtx.error") if "device" not in p]
-        assert errors and errors[-1]["error"].startswith("MediaMTX unreachable since ")
+        assert errors[-1]["error"].startswith("MediaMTX unreachable since ")
         health = h.health.get("mediamtx")
         assert health.status == DEGRADED
         assert health.message.startswith("MediaMTX unreachable since ")
