@@ -18,10 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from camera_service.discovery.v4l2 import ProbeResult, choose_mode, parse_v4l2_ctl
+from tests.umockdev_rerun import rerun_under_umockdev
 from camera_service.testing.umockdev import Testbed, in_umockdev_wrapper
 
 UNDER_WRAPPER = in_umockdev_wrapper()
@@ -47,48 +44,9 @@ ENV = {"CAMERA_SERVICE_VIRTUAL_CAMERAS": "[]", "CAMERA_SERVICE_CAMERA_POLL_INTER
 # -- the outer test: re-run this file under umockdev-wrapper --------------------------
 
 
-def _umockdev_present() -> bool:
-    if shutil.which("umockdev-wrapper") is None:
-        return False
-    try:
-        import ctypes
-
-        ctypes.CDLL("libumockdev.so.0")
-    except OSError:
-        return False
-    return True
-
-
-def _text(data: bytes | str | None) -> str:
-    if data is None:
-        return ""
-    return data.decode(errors="replace") if isinstance(data, bytes) else data
-
-
 @pytest.mark.timeout(300)
 def test_hotplug_e2e_under_umockdev_wrapper() -> None:
-    if not _umockdev_present():
-        pytest.skip("umockdev-wrapper / libumockdev.so.0 are missing; run .ci/bootstrap, which installs them")
-    wrapper = shutil.which("umockdev-wrapper")
-    assert wrapper is not None
-    this_file = str(Path(__file__).resolve().relative_to(REPO))
-    command = [wrapper, sys.executable, "-m", "pytest", this_file, "-q", "-p", "no:cacheprovider", "-rA"]
-    started = time.monotonic()
-    try:
-        result = subprocess.run(command, check=False, cwd=REPO, capture_output=True, text=True,
-                                timeout=CHILD_TIMEOUT)
-    except subprocess.TimeoutExpired as timeout:
-        output = _text(timeout.stdout) + _text(timeout.stderr)
-        pytest.fail(f"hotplug e2e tests under umockdev-wrapper did not finish in {CHILD_TIMEOUT} s:\n{output}")
-    elapsed = time.monotonic() - started
-    output = result.stdout + result.stderr
-    if result.returncode < 0:
-        name = signal.Signals(-result.returncode).name
-        pytest.fail(f"hotplug e2e process killed by {name} after {elapsed:.1f} s:\n{' '.join(command)}\n{output}")
-    summary = output.strip().splitlines()[-1] if output.strip() else ""
-    if result.returncode != 0 or not re.search(r"\d+ passed", summary) or re.search(r"failed|error|skipped", summary):
-        pytest.fail(f"hotplug e2e tests under umockdev-wrapper: exit {result.returncode} after {elapsed:.1f} s\n"
-                    f"{' '.join(command)}\n{output}")
+    rerun_under_umockdev(__file__, "hotplug e2e tests", CHILD_TIMEOUT)
 
 
 # -- helpers ---------------------------------------------------------------------------
