@@ -27,26 +27,12 @@ from camera_service.testing.fake_mediamtx import (
     default_openapi_path,
 )
 
+from tests.mediamtx_spec_example import SPEC_BODY  # noqa: E402
+
 OPENAPI = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "mediamtx" / "openapi.yaml"
 
-CAMERA_PATH = {
-    "source": "publisher",
-    "runOnDemand": (
-        "/usr/bin/ffmpeg -hide_banner -loglevel error -nostdin -f v4l2 -input_format mjpeg "
-        "-video_size 1280x720 -framerate 30 -i /dev/video0 -an -c:v libx264 -preset ultrafast "
-        "-tune zerolatency -profile:v baseline -pix_fmt yuv420p -bf 0 -g 30 -b:v 2000k "
-        "-maxrate 2000k -bufsize 4000k -f rtsp -rtsp_transport tcp "
-        "rtsp://127.0.0.1:$RTSP_PORT/$MTX_PATH"),
-    "runOnDemandRestart": True,
-    "runOnDemandStartTimeout": "10s",
-    "runOnDemandCloseAfter": "10s",
-    "record": False,
-    "recordPath": "/var/lib/camera-service/recordings/%path/%path_%Y-%m-%d_%H-%M-%S",
-    "recordFormat": "fmp4",
-    "recordPartDuration": "1s",
-    "recordSegmentDuration": "3600s",
-    "recordDeleteAfter": "0s",
-}
+# media.md §2.4's example body.
+CAMERA_PATH = SPEC_BODY
 
 _ALL_FAKES: list[FakeMediaMTX] = []
 

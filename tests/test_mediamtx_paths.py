@@ -33,26 +33,7 @@ from camera_service.testing.fake_mediamtx import FakeMediaMTX
 
 FFMPEG = "/usr/bin/ffmpeg"
 
-# The §2.4 example, verbatim.
-SPEC_COMMAND = (
-    "/usr/bin/ffmpeg -hide_banner -loglevel error -nostdin -f v4l2 -input_format mjpeg "
-    "-video_size 1280x720 -framerate 30 -i /dev/video0 -an -c:v libx264 -preset ultrafast "
-    "-tune zerolatency -profile:v baseline -pix_fmt yuv420p -bf 0 -g 30 -b:v 2000k "
-    "-maxrate 2000k -bufsize 4000k -f rtsp -rtsp_transport tcp "
-    "rtsp://127.0.0.1:$RTSP_PORT/$MTX_PATH")
-SPEC_BODY = {
-    "source": "publisher",
-    "runOnDemand": SPEC_COMMAND,
-    "runOnDemandRestart": True,
-    "runOnDemandStartTimeout": "10s",
-    "runOnDemandCloseAfter": "10s",
-    "record": False,
-    "recordPath": "/var/lib/camera-service/recordings/%path/%path_%Y-%m-%d_%H-%M-%S",
-    "recordFormat": "fmp4",
-    "recordPartDuration": "1s",
-    "recordSegmentDuration": "3600s",
-    "recordDeleteAfter": "0s",
-}
+from tests.mediamtx_spec_example import SPEC_BODY, SPEC_COMMAND  # noqa: E402
 VIRTUAL_COMMAND = SPEC_COMMAND.replace(
     "-f v4l2 -input_format mjpeg -video_size 1280x720 -framerate 30 -i /dev/video0",
     "-re -f lavfi -i testsrc2=size=1280x720:rate=30")
