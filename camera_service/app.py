@@ -54,7 +54,9 @@ from camera_service.rpc.websocket import (
     KeepAliveService,
     WebSocketGate,
 )
+from camera_service.leases import DeviceLeases
 from camera_service.status import HealthEventService, StatusEvaluator
+from camera_service.storage.files import RECORDINGS, SNAPSHOTS, FileStore
 from camera_service.streams import StreamUrls
 from camera_service.system_metrics import SystemMetrics
 from camera_service.timeutil import rfc3339
@@ -114,6 +116,9 @@ class ApiApp:
         self.started_at = started_at
         self.build_date = build_date
         self.status: StatusEvaluator  # set once the evaluator exists
+        # The two media stores (api.md §3.5) and the per-camera device leases (media.md §3.3).
+        self.stores: dict[str, FileStore] = {}
+        self.leases = DeviceLeases(clock)
         self.recipients: Callable[[], list[Any]] = lambda: []
         # Replaced by the camera monitor and MediaMTX integration when they exist.
         self.camera_metrics: Callable[[], dict[str, Any]] = lambda: {"connected_cameras": 0, "cameras": {}}
@@ -341,6 +346,14 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     app = ApiApp(config=config, clock=clock, authenticator=authenticator, bus=bus, metrics=metrics,
                  readiness=readiness, health=health, system_metrics=system_metrics,
                  stream_urls=stream_urls, started_at=started_at, build_date=build_date())
+
+    cache_seconds = config.storage.listing_cache_seconds
+    app.stores = {
+        RECORDINGS: FileStore(RECORDINGS, config.mediamtx.recordings_path, run_in_media, clock,
+                              cache_seconds),
+        SNAPSHOTS: FileStore(SNAPSHOTS, config.mediamtx.snapshots_path, run_in_media, clock,
+                             cache_seconds),
+    }
 
     registry = MethodRegistry()
     system_methods.register(registry)

@@ -149,6 +149,7 @@ class MediaMTXConfig:
     api_username: str
     api_password: str = field(repr=False)
     rtsp_port: int
+    rtsp_transport: str
     hls_port: int
     webrtc_port: int
     recordings_path: str

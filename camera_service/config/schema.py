@@ -203,6 +203,8 @@ SCHEMA: tuple[SchemaEntry, ...] = (
        "Password for MediaMTX's control API.", secret=True),
     _e("mediamtx.rtsp_port", _PORT, 8554,
        "Port of MediaMTX's RTSP server."),
+    _e("mediamtx.rtsp_transport", Enum("tcp", "udp"), "tcp",
+       "Transport the service's own RTSP readers use (keep-alive reader, snapshots)."),
     _e("mediamtx.hls_port", _PORT, 8888,
        "Port of MediaMTX's HLS server."),
     _e("mediamtx.webrtc_port", _PORT, 8889,

@@ -1,0 +1,1 @@
+"""Media storage: the recordings and snapshots stores, space, permissions and retention."""
