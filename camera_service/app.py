@@ -41,7 +41,9 @@ from camera_service.discovery.monitor import CameraMonitor, UdevNodeSource
 from camera_service.discovery.probe import AutoProber, IoctlProber, V4l2CtlProber
 from camera_service.discovery.udev import UdevEvents
 from camera_service.procs import ProcessRunner, resolve_tools
+from camera_service.recording.service import RecordingService
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import recording as recording_methods
 from camera_service.rpc.methods import streaming as streaming_methods
 from camera_service.rpc.methods import subscriptions as subscription_methods
 from camera_service.rpc.methods import system as system_methods
@@ -119,6 +121,7 @@ class ApiApp:
         # The two media stores (api.md §3.5) and the per-camera device leases (media.md §3.3).
         self.stores: dict[str, FileStore] = {}
         self.leases = DeviceLeases(clock)
+        self.recorder: Any = None  # the RecordingService once built
         self.recipients: Callable[[], list[Any]] = lambda: []
         # Replaced by the camera monitor and MediaMTX integration when they exist.
         self.camera_metrics: Callable[[], dict[str, Any]] = lambda: {"connected_cameras": 0, "cameras": {}}
@@ -180,10 +183,16 @@ class CameraServiceRoot(MultiService):
         app = self.app
         app.readiness.shutting_down = True
         app.bus.publish("system.shutdown", {"reason": "server shutdown"})
-        app.bus.flush_now()
         if self.key_store is not None:
             self.key_store.stop()
-        closing = self.factory.close_all(app.clock, CLOSE_TIMEOUT)
+        # Recordings end first, while connections are open to receive STOPPED (media.md §3.12).
+        recordings_stopped = app.recorder.stop_all() if app.recorder is not None else succeed(None)
+
+        def close_connections(_: Any) -> Deferred[Any]:
+            app.bus.flush_now()
+            return self.factory.close_all(app.clock, CLOSE_TIMEOUT)
+
+        closing = recordings_stopped.addBoth(close_connections)
         closing.addCallback(lambda _: MultiService.stopService(self))
         return closing
 
@@ -376,8 +385,15 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     mediamtx = MediaMTXService(reactor=reactor, config=config, client=client, monitor=monitor,
                                bus=bus, health=health, readiness=readiness,
                                ffmpeg_path=tools["ffmpeg"])
+    recorder = RecordingService(
+        config=config, clock=clock, monitor=monitor, mediamtx=mediamtx,
+        runner=ProcessRunner(reactor), ffmpeg_path=tools["ffmpeg"],
+        recordings_root=config.mediamtx.recordings_path, run_in_thread=run_in_media, bus=bus,
+        leases=app.leases, invalidate_listing=app.stores[RECORDINGS].invalidate)
+    app.recorder = recorder
     camera_methods.register(registry, monitor)
-    streaming_methods.register(registry, monitor, mediamtx, reactor)
+    streaming_methods.register(registry, monitor, mediamtx, reactor, recorder.is_active)
+    recording_methods.register(registry, recorder)
     app.camera_metrics = monitor.camera_metrics
     app.stream_metrics = mediamtx.stream_metrics
     app.status = StatusEvaluator(
@@ -393,6 +409,8 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
                          config.storage.block_percent, clock).setServiceParent(root)
     mediamtx.setServiceParent(root)
     monitor.setServiceParent(root)
+    # After MediaMTX: stopped before it, so a stop can still clear the record flag.
+    recorder.setServiceParent(root)
     HealthEventService(app.status, bus.publish, system_metrics, clock).setServiceParent(root)
     KeepAliveService(tracker, clock, ping_interval, ping_timeout).setServiceParent(root)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredLock, TimeoutError as DeferredTimeout
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 
 
 class LeaseTimeout(Exception):

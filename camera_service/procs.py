@@ -259,7 +259,7 @@ class _Child:
     def kill(self) -> None:
         self._kill_call = None
         if not self.protocol.ended:
-            log.warn("{name} (pid {pid}) did not stop in time; sending SIGKILL",
+            log.warning("{name} (pid {pid}) did not stop in time; sending SIGKILL",
                      name=self.name, pid=self.pid)
             self.signal("KILL")
 
@@ -331,7 +331,7 @@ class ProcessRunner:
 
         def on_overflow() -> None:
             # A run that floods stdout is broken; no output to save, so no grace.
-            log.warn("{name} (pid {pid}) wrote more than {limit} bytes of output; killing it",
+            log.warning("{name} (pid {pid}) wrote more than {limit} bytes of output; killing it",
                      name=name, pid=child.pid, limit=stdout_limit)
             child.signal("KILL")
 
@@ -342,7 +342,7 @@ class ProcessRunner:
             if protocol.ended:
                 return
             timed_out = True
-            log.warn("{name} (pid {pid}) timed out after {timeout} s; stopping it",
+            log.warning("{name} (pid {pid}) timed out after {timeout} s; stopping it",
                      name=name, pid=child.pid, timeout=timeout)
             child.terminate(self._kill_grace)
 
@@ -365,6 +365,39 @@ class ProcessRunner:
                              stdout=protocol.stdout, stderr_tail=protocol.stderr_tail,
                              timed_out=timed_out, duration=duration, timeout=timeout)
 
+    def spawn(self, executable: str, args: Sequence[str], *, is_ffmpeg: bool = False,
+              stdout_limit: int = DEFAULT_STDOUT_LIMIT) -> LongRunningProcess:
+        """Start a long-running child (a recorder, a keep-alive reader) and return its handle.
+
+        The same argument checks as :meth:`run` apply. There is no timeout: the owner
+        stops it with :meth:`LongRunningProcess.stop`, and :meth:`terminate_all` covers it
+        at shutdown.
+        """
+        if not os.path.isabs(executable):
+            raise UnsafeArgument("the executable must be an absolute path (tools are resolved at start-up)")
+        argv = [executable, *args]
+        try:
+            check_argv(argv)
+        except UnsafeArgument as exc:
+            log.error("Refusing to run {tool}: {why}", tool=os.path.basename(executable), why=str(exc))
+            raise
+        name = os.path.basename(executable)
+        protocol = _RunProtocol(stdout_limit)
+        transport = self._reactor.spawnProcess(
+            protocol, executable, argv, env=dict(self._env),
+            childFDs={0: "w", 1: "r", 2: "r"})
+        child = _Child(self._reactor, name, transport, protocol, is_ffmpeg)
+        self._children.add(child)
+        handle = LongRunningProcess(child, self._reactor.seconds(), self._reactor)
+
+        def reaped(_: None) -> None:
+            child.cancel_timers()
+            self._children.discard(child)
+
+        protocol.when_ended().addCallback(reaped)
+        protocol.on_overflow = lambda: child.signal("KILL")
+        return handle
+
     async def terminate_all(self, grace: float = KILL_GRACE) -> None:
         """Stop every live child (SIGINT/SIGTERM, SIGKILL after ``grace``) and wait for all."""
         children = list(self._children)
@@ -375,3 +408,44 @@ class ProcessRunner:
         for child in children:
             child.terminate(grace)
         await defer.gatherResults(waits, consumeErrors=True)
+
+
+class LongRunningProcess:
+    """Handle on a child started by :meth:`ProcessRunner.spawn`."""
+
+    def __init__(self, child: _Child, started_at: float, clock: Any) -> None:
+        self._child = child
+        self._clock = clock
+        self.started_at = started_at
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    @property
+    def running(self) -> bool:
+        return not self._child.protocol.ended
+
+    @property
+    def stderr_tail(self) -> bytes:
+        return self._child.protocol.stderr_tail
+
+    def ended(self) -> Deferred[ProcessResult]:
+        """Fires with how the child ended (never errbacks); cancelling only stops waiting."""
+        protocol = self._child.protocol
+
+        def result(_: None) -> ProcessResult:
+            return ProcessResult(exit_code=protocol.exit_code, signal=protocol.signal,
+                                 stdout=protocol.stdout, stderr_tail=protocol.stderr_tail,
+                                 timed_out=False,
+                                 duration=self._clock.seconds() - self.started_at)
+
+        return protocol.when_ended().addCallback(result)
+
+    def signal(self, name: str) -> None:
+        self._child.signal(name)
+
+    def stop(self, grace: float) -> Deferred[ProcessResult]:
+        """The polite signal (SIGINT for FFmpeg), SIGKILL after ``grace``; fires once reaped."""
+        self._child.terminate(grace)
+        return self.ended()

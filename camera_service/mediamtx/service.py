@@ -275,6 +275,54 @@ class MediaMTXService(Service):
         for waiter in waiters:
             waiter.callback(None)
 
+    async def set_record(self, camera: Any, record: bool) -> None:
+        """``PATCH {"record": ...}`` on the camera's own path (media.md §3.4 step 4, §3.6).
+
+        Always the camera's path name, never a ``confName`` such as ``all_others``. A 404
+        means MediaMTX lost the path: it is written again (with the wanted flag, since
+        ``is_recording`` decides the body) and patched once more. A 400 is -32050 with
+        MediaMTX's text; an unreachable MediaMTX raises the -32050 of ``require_up``.
+        """
+        self.require_up()
+        assert self._client is not None
+        camera_id = camera.id
+        for attempt in (1, 2):
+            try:
+                await self._client.set_record(camera_id, record)
+            except MediaMTXNotFound:
+                self._request_succeeded()
+                self._provisioned.discard(camera_id)
+                if attempt == 2:
+                    raise dependency_failed("mediamtx", f"MediaMTX lost the path {camera_id}") from None
+                await self.ensure_path(camera)
+                continue
+            except MediaMTXRejected as error:
+                self._request_succeeded()
+                self._bus.publish("mediamtx.error", {"device": camera_id, "error": error.error_text})
+                raise dependency_failed("mediamtx", f"MediaMTX refused record={str(record).lower()} "
+                                        f"on {camera_id}: {error.error_text}") from None
+            except _FEEDS_FAILURE as error:
+                raise self._request_failed(error) from None
+            except MediaMTXError as error:
+                raise dependency_failed("mediamtx", str(error)) from None
+            self._request_succeeded()
+            return
+
+    async def recordings_of(self, camera_id: str) -> list[str]:
+        """Segment start times MediaMTX lists for the camera (``recordings/get``); [] if none."""
+        self.require_up()
+        assert self._client is not None
+        try:
+            answer = await self._client.get_recordings(camera_id)
+        except MediaMTXNotFound:
+            return []
+        except _FEEDS_FAILURE as error:
+            raise self._request_failed(error) from None
+        except MediaMTXError as error:
+            raise dependency_failed("mediamtx", str(error)) from None
+        segments = answer.get("segments") if isinstance(answer, dict) else None
+        return [str(item.get("start")) for item in segments or () if isinstance(item, dict)]
+
     async def remove_path(self, camera_id: str) -> None:
         """Delete the camera's path; a 404 counts as success (§1.9, §2.5)."""
         self._provisioned.discard(camera_id)

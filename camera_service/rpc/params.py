@@ -101,12 +101,13 @@ def validate(params: Mapping[str, Any], spec: tuple[Param, ...]) -> dict[str, An
 # Reusable checks ---------------------------------------------------------------------
 
 def camera_id(value: str) -> None:
-    if not CAMERA_ID.match(value):
+    if not CAMERA_ID.fullmatch(value):
         raise ParamProblem("pattern", "must match ^camera[0-9]+$")
 
 
 def file_name(value: str) -> None:
-    if not FILE_NAME.match(value) or ".." in value:
+    # fullmatch: with match, "$" would also accept a name ending in a newline.
+    if not FILE_NAME.fullmatch(value) or ".." in value:
         raise ParamProblem("filename", "must match ^[A-Za-z0-9._-]{1,255}$ and must not contain '..'")
 
 
@@ -136,5 +137,8 @@ DEVICE = Param("device", "string", required=True, check=camera_id,
                suggestion="Use a camera id from get_camera_list")
 LIMIT = Param("limit", "integer", default=50, check=int_range(1, 1000))
 OFFSET = Param("offset", "integer", default=0, check=int_range(0, None))
+FILENAME = Param("filename", "string", required=True, check=file_name,
+                 hint="Use a file name from list_recordings or list_snapshots",
+                 suggestion="Use a plain file name without path separators")
 
 

@@ -14,8 +14,9 @@ import datetime as _dt
 import os
 import re
 import stat
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 
@@ -44,7 +45,8 @@ _NAME_TIME = re.compile(
 
 def valid_file_name(name: object) -> bool:
     """True when ``name`` passes the API's file name rule (no separators, no traversal)."""
-    return isinstance(name, str) and FILE_NAME.match(name) is not None and ".." not in name
+    # fullmatch, not match: "$" also matches before a trailing newline, so "x\n" would pass.
+    return isinstance(name, str) and FILE_NAME.fullmatch(name) is not None and ".." not in name
 
 
 def extension_of(name: str) -> str:
@@ -67,7 +69,7 @@ def name_time(stem: str) -> float | None:
     The name carries local time (media.md §3.2); ``None`` when the stem is not in the
     standard form or names an impossible date.
     """
-    match = _NAME_TIME.match(stem)
+    match = _NAME_TIME.fullmatch(stem)
     if match is None:
         return None
     try:
@@ -81,7 +83,7 @@ def name_time(stem: str) -> float | None:
 
 
 def name_camera(stem: str) -> str | None:
-    match = _NAME_TIME.match(stem)
+    match = _NAME_TIME.fullmatch(stem)
     return None if match is None else match["camera"]
 
 
@@ -159,14 +161,20 @@ class FileStore:
         self._cached: list[StoredFile] | None = None
         self._cached_at = 0.0
         self._generation = 0
+        # Waiters of the scan running for the current generation. invalidate() drops it, so
+        # a caller arriving after a create/delete never joins a scan that started before it.
         self._pending: list[Deferred[list[StoredFile]]] | None = None
+        # newest_first() of the cached scan, computed once per scan rather than per page.
+        self._ordered: tuple[list[StoredFile], list[StoredFile]] | None = None
 
     # -- scanning ----------------------------------------------------------------------
 
     def invalidate(self) -> None:
         """Forget the cached scan; a scan already running is not reused either."""
         self._cached = None
+        self._ordered = None
         self._generation += 1
+        self._pending = None
 
     def scan(self) -> Deferred[list[StoredFile]]:
         """Every file of this store. Concurrent callers share one scan (single flight)."""
@@ -177,12 +185,16 @@ class FileStore:
         if self._pending is not None:
             self._pending.append(waiter)
             return waiter
-        self._pending = [waiter]
+        waiters: list[Deferred[list[StoredFile]]] = [waiter]
+        self._pending = waiters
         generation = self._generation
         started = now
 
         def finished(result: Any) -> None:
-            waiters, self._pending = self._pending or [], None
+            # Only this scan's own waiters: after an invalidate() a newer scan may own
+            # self._pending, and its callers must not get this (older) result.
+            if self._pending is waiters:
+                self._pending = None
             if isinstance(result, list) and generation == self._generation:
                 self._cached = result
                 self._cached_at = started
@@ -227,7 +239,15 @@ class FileStore:
 
     async def page(self, limit: int, offset: int) -> tuple[list[StoredFile], int]:
         """One page of the newest-first listing, and the total count."""
-        ordered = newest_first(await self.scan())
+        files = await self.scan()
+        # The cached scan is the same list object until it expires, so its order is kept
+        # with it: a page of a 10,000-file store then costs a slice, not a sort.
+        if self._ordered is not None and self._ordered[0] is files:
+            ordered = self._ordered[1]
+        else:
+            ordered = newest_first(files)
+            if files is self._cached:
+                self._ordered = (files, ordered)
         return ordered[offset:offset + limit], len(ordered)
 
     def camera_directory(self, camera_id: str) -> str:

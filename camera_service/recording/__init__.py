@@ -1,0 +1,1 @@
+"""Recording: per-camera recorders over MediaMTX or a direct FFmpeg process (media.md §3)."""
