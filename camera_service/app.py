@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet import endpoints
+from twisted.internet import defer, endpoints
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.threads import deferToThreadPool
@@ -30,7 +30,7 @@ from camera_service import __version__
 from camera_service.auth import ApiKeyStore, Authenticator, resolve_jwt_secret
 from camera_service.events import EventBus
 from camera_service.health.http import HealthEndpoints, build_health_site
-from camera_service.health.model import DEGRADED, HealthRegistry, Readiness
+from camera_service.health.model import HealthRegistry, Readiness
 from camera_service.health.prometheus import render_prometheus
 from camera_service.mediamtx.client import MediaMTXClient
 from camera_service.mediamtx.service import MediaMTXService
@@ -39,11 +39,16 @@ from camera_service.roles import PERMISSIONS
 from camera_service.rpc.dispatcher import Dispatcher
 from camera_service.discovery.monitor import CameraMonitor, UdevNodeSource
 from camera_service.discovery.probe import AutoProber, IoctlProber, V4l2CtlProber
+from camera_service.discovery.registry import CONNECTED, ERROR
 from camera_service.discovery.udev import UdevEvents
+from camera_service.downloads import DownloadResource, redacting_log_formatter
 from camera_service.procs import ProcessRunner, resolve_tools
 from camera_service.recording.service import RecordingService
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import files as file_methods
+from camera_service.rpc.methods import storage as storage_methods
 from camera_service.rpc.methods import recording as recording_methods
+from camera_service.rpc.methods import snapshots as snapshot_methods
 from camera_service.rpc.methods import streaming as streaming_methods
 from camera_service.rpc.methods import subscriptions as subscription_methods
 from camera_service.rpc.methods import system as system_methods
@@ -58,7 +63,10 @@ from camera_service.rpc.websocket import (
 )
 from camera_service.leases import DeviceLeases
 from camera_service.status import HealthEventService, StatusEvaluator
+from camera_service.storage.consistency import RecordingsConsistency
 from camera_service.storage.files import RECORDINGS, SNAPSHOTS, FileStore
+from camera_service.snapshots.service import SnapshotService
+from camera_service.storage.service import StorageService
 from camera_service.streams import StreamUrls
 from camera_service.system_metrics import SystemMetrics
 from camera_service.timeutil import rfc3339
@@ -122,6 +130,7 @@ class ApiApp:
         self.stores: dict[str, FileStore] = {}
         self.leases = DeviceLeases(clock)
         self.recorder: Any = None  # the RecordingService once built
+        self.storage: Any = None  # the StorageService once built
         self.recipients: Callable[[], list[Any]] = lambda: []
         # Replaced by the camera monitor and MediaMTX integration when they exist.
         self.camera_metrics: Callable[[], dict[str, Any]] = lambda: {"connected_cameras": 0, "cameras": {}}
@@ -256,7 +265,7 @@ class _NotFoundRoot(Resource):
         return notFound().render(request)
 
 
-def _api_site(websocket_path: str, gate: WebSocketGate) -> Site:
+def _api_site(websocket_path: str, gate: WebSocketGate, files: Resource) -> Site:
     root = _NotFoundRoot()
     parts = [p.encode() for p in websocket_path.strip("/").split("/") if p]
     parent = root
@@ -265,9 +274,10 @@ def _api_site(websocket_path: str, gate: WebSocketGate) -> Site:
         parent.putChild(segment, child)
         parent = child
     parent.putChild(parts[-1] if parts else b"", gate)
-    # /files/ is served by the download resource once recordings exist (api.md §7.2).
-    root.putChild(b"files", notFound())
-    site = Site(root)
+    # /files/recordings/{name} and /files/snapshots/{name} (api.md §7.2).
+    root.putChild(b"files", files)
+    # The access log must never carry ?token= values (api.md §7.2).
+    site = Site(root, logFormatter=redacting_log_formatter)
     site.noisy = False
     return site
 
@@ -377,6 +387,12 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     tools = _resolved_tools(config)
     monitor = _camera_monitor(config, reactor, bus, health, readiness, run_in_media, tools,
                               camera_prober)
+    storage = StorageService(config, clock, app.stores, run_in_media, health, bus,
+                             present_cameras=lambda: {c.id for c in monitor.registry
+                                                      if c.status in (CONNECTED, ERROR)})
+    # First hook: a camera's directories exist before anything records it (media.md §5.1).
+    monitor.on_camera_connected.append(storage.camera_connected)
+    app.storage = storage
     mm = config.mediamtx
     client = MediaMTXClient(reactor, base_url=f"http://{mm.host}:{mm.api_port}",
                             auth=(mm.api_username, mm.api_password) if mm.api_username else None,
@@ -385,38 +401,66 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     mediamtx = MediaMTXService(reactor=reactor, config=config, client=client, monitor=monitor,
                                bus=bus, health=health, readiness=readiness,
                                ffmpeg_path=tools["ffmpeg"])
+    # One runner for FFmpeg/ffprobe children of the media side (media.md §0.3).
+    media_runner = ProcessRunner(reactor)
     recorder = RecordingService(
         config=config, clock=clock, monitor=monitor, mediamtx=mediamtx,
-        runner=ProcessRunner(reactor), ffmpeg_path=tools["ffmpeg"],
+        runner=media_runner, ffmpeg_path=tools["ffmpeg"],
         recordings_root=config.mediamtx.recordings_path, run_in_thread=run_in_media, bus=bus,
-        leases=app.leases, invalidate_listing=app.stores[RECORDINGS].invalidate)
+        leases=app.leases, invalidate_listing=app.stores[RECORDINGS].invalidate,
+        check_can_write=storage.check_can_write,
+        ensure_camera_directories=storage.ensure_camera_directories)
     app.recorder = recorder
+    if mediamtx.enabled:
+        consistency = RecordingsConsistency(mediamtx, app.stores[RECORDINGS], storage.report_problem)
+        mediamtx.on_provisioned.append(lambda: defer.ensureDeferred(consistency.check()))
+    # Segments in progress are never deleted; low free space ends recordings (media.md §5.4-5.5).
+    storage.busy_paths.append(recorder.busy_paths)
+    storage.on_free_space_low.append(recorder.storage_full)
+    # Built after the recorder: it adds its RTSP readers to the recorder's own_readers.
+    snapshotter = SnapshotService(
+        config=config, clock=clock, monitor=monitor, mediamtx=mediamtx, runner=media_runner,
+        ffmpeg_path=tools["ffmpeg"], store=app.stores[SNAPSHOTS], leases=app.leases,
+        run_in_thread=run_in_media, bus=bus, check_can_write=storage.check_can_write,
+        ensure_camera_directories=storage.ensure_camera_directories,
+        frame_tap=recorder.frame_tap)
+    storage.busy_paths.append(snapshotter.reserved_paths)
     camera_methods.register(registry, monitor)
     streaming_methods.register(registry, monitor, mediamtx, reactor, recorder.is_active)
     recording_methods.register(registry, recorder)
+    snapshot_methods.register(registry, snapshotter)
+    file_methods.register(registry, app.stores, storage, media_runner, tools["ffprobe"],
+                          run_in_media)
+    storage_methods.register(registry, storage)
     app.camera_metrics = monitor.camera_metrics
     app.stream_metrics = mediamtx.stream_metrics
     app.status = StatusEvaluator(
         system=system_metrics, request_metrics=metrics, connections_open=lambda: tracker.reserved,
         max_connections=config.server.max_connections, mediamtx=mediamtx,
-        camera_monitor_state=monitor.component_state, shutting_down=lambda: readiness.shutting_down)
+        camera_monitor_state=monitor.component_state, shutting_down=lambda: readiness.shutting_down,
+        disk_usage_percent=storage.recordings_usage_percent)
 
     root = CameraServiceRoot(app, factory, key_store)
     ThreadPoolService(media_pool, reactor).setServiceParent(root)
     ThreadPoolService(auth_pool, reactor).setServiceParent(root)
     system_metrics.setServiceParent(root)
-    StorageHealthService(health, system_metrics, config.storage.warn_percent,
-                         config.storage.block_percent, clock).setServiceParent(root)
+    storage.setServiceParent(root)
     mediamtx.setServiceParent(root)
     monitor.setServiceParent(root)
     # After MediaMTX: stopped before it, so a stop can still clear the record flag.
     recorder.setServiceParent(root)
-    HealthEventService(app.status, bus.publish, system_metrics, clock).setServiceParent(root)
+    snapshotter.setServiceParent(root)
+    health_events = HealthEventService(app.status, bus.publish, system_metrics, clock)
+    # A storage threshold crossing re-evaluates overall health at once (media.md §5.4, §6.4).
+    storage.on_level_change.append(health_events.check)
+    health_events.setServiceParent(root)
     KeepAliveService(tracker, clock, ping_interval, ping_timeout).setServiceParent(root)
 
     gate = WebSocketGate(factory, config.server.max_connections, tuple(config.security.cors_origins),
                          metrics.refused)
-    api_site = _api_site(config.server.websocket_path, gate)
+    downloads = DownloadResource(app.stores, authenticator, tuple(config.security.cors_origins),
+                                 clock, run_in_thread=run_in_media)
+    api_site = _api_site(config.server.websocket_path, gate, downloads)
     root.api_endpoint = _listen_endpoint(reactor, config.server.endpoint, config.server.host,
                                          config.server.port)
     api_listener = StreamServerEndpointService(root.api_endpoint, api_site)
@@ -444,52 +488,3 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
         health_listener.setServiceParent(root)
     return root
 
-
-class StorageHealthService(Service):
-    """The ``storage`` health component from the sampled disk usage.
-
-    The full storage service (roots, permissions, retention) replaces this when
-    recordings arrive; the thresholds are the same.
-    """
-
-    _log = Logger()
-
-    def __init__(self, health: HealthRegistry, system: SystemMetrics, warn_percent: float,
-                 block_percent: float, clock: Any, interval: float = 5.0) -> None:
-        from twisted.internet.task import LoopingCall
-
-        self._health = health
-        self._system = system
-        self._warn = warn_percent
-        self._block = block_percent
-        self._loop = LoopingCall(self.update)
-        self._loop.clock = clock
-        self._interval = interval
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop.start(self._interval, now=True).addErrback(
-            lambda failure: self._log.failure("storage health loop stopped", failure=failure))
-
-    def stopService(self) -> Any:
-        if self._loop.running:
-            self._loop.stop()
-        return super().stopService()
-
-    def update(self) -> None:
-        from camera_service.health.model import HEALTHY, UNHEALTHY
-
-        try:
-            sample = self._system.latest
-            usage = round(float(sample.disk_usage), 1)
-            details = {"usage_percentage": usage}
-            if not sample.sampled_at:
-                self._health.set("storage", HEALTHY, "Storage not measured yet", details)
-            elif usage >= self._block:
-                self._health.set("storage", UNHEALTHY, f"Storage usage {usage}% at or above block threshold", details)
-            elif usage >= self._warn:
-                self._health.set("storage", DEGRADED, f"Storage usage {usage}% at or above warning threshold", details)
-            else:
-                self._health.set("storage", HEALTHY, f"Storage usage {usage}%", details)
-        except Exception:
-            self._log.failure("storage health update failed")

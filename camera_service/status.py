@@ -39,7 +39,8 @@ class StatusReport:
 class StatusEvaluator:
     def __init__(self, *, system: Any, request_metrics: Any, connections_open: Callable[[], int],
                  max_connections: int, mediamtx: Any, camera_monitor_state: Callable[[], str],
-                 shutting_down: Callable[[], bool]) -> None:
+                 shutting_down: Callable[[], bool],
+                 disk_usage_percent: Callable[[], float | None] = lambda: None) -> None:
         self._system = system
         self._requests = request_metrics
         self._connections_open = connections_open
@@ -47,6 +48,9 @@ class StatusEvaluator:
         self._mediamtx = mediamtx
         self._camera_monitor_state = camera_monitor_state
         self._shutting_down = shutting_down
+        # The storage service's own reading of the recordings filesystem, fresher than the
+        # periodic system sample right after a threshold crossing.
+        self._disk_usage_percent = disk_usage_percent
 
     def evaluate(self) -> StatusReport:
         sample = self._system.latest
@@ -56,7 +60,11 @@ class StatusEvaluator:
         measures.append(("latency", band(self._requests.recent_mean_latency_ms(), 1000.0, 2000.0)))
         load = 100.0 * self._connections_open() / max(1, self._max_connections)
         measures.append(("connections", band(load, 90.0, 95.0)))
-        free = 100.0 - sample.disk_usage if sample.sampled_at else 100.0
+        measured = self._disk_usage_percent()
+        if measured is not None:
+            free = 100.0 - measured
+        else:
+            free = 100.0 - sample.disk_usage if sample.sampled_at else 100.0
         if free < 15.0:
             measures.append(("disk", UNHEALTHY))
         elif free <= 30.0:

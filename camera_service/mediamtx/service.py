@@ -279,8 +279,9 @@ class MediaMTXService(Service):
         """``PATCH {"record": ...}`` on the camera's own path (media.md §3.4 step 4, §3.6).
 
         Always the camera's path name, never a ``confName`` such as ``all_others``. A 404
-        means MediaMTX lost the path: it is written again (with the wanted flag, since
-        ``is_recording`` decides the body) and patched once more. A 400 is -32050 with
+        when switching on means MediaMTX lost the path: it is written again (with the wanted
+        flag, since ``is_recording`` decides the body) and patched once more; when switching
+        off, a 404 is success. A 400 is -32050 with
         MediaMTX's text; an unreachable MediaMTX raises the -32050 of ``require_up``.
         """
         self.require_up()
@@ -292,6 +293,8 @@ class MediaMTXService(Service):
             except MediaMTXNotFound:
                 self._request_succeeded()
                 self._provisioned.discard(camera_id)
+                if not record:
+                    return  # no path, no recorder: nothing is recording (§3.6 step 2)
                 if attempt == 2:
                     raise dependency_failed("mediamtx", f"MediaMTX lost the path {camera_id}") from None
                 await self.ensure_path(camera)
@@ -322,6 +325,20 @@ class MediaMTXService(Service):
             raise dependency_failed("mediamtx", str(error)) from None
         segments = answer.get("segments") if isinstance(answer, dict) else None
         return [str(item.get("start")) for item in segments or () if isinstance(item, dict)]
+
+    async def paths_with_recordings(self) -> list[str]:
+        """Names of the paths MediaMTX lists segments for (``recordings/list``)."""
+        self.require_up()
+        assert self._client is not None
+        try:
+            items = await self._client.list_recordings()
+        except _FEEDS_FAILURE as error:
+            raise self._request_failed(error) from None
+        except MediaMTXError as error:
+            raise dependency_failed("mediamtx", str(error)) from None
+        self._request_succeeded()
+        return [str(item["name"]) for item in items
+                if isinstance(item, dict) and isinstance(item.get("name"), str)]
 
     async def remove_path(self, camera_id: str) -> None:
         """Delete the camera's path; a 404 counts as success (§1.9, §2.5)."""

@@ -45,6 +45,9 @@ class Param:
     check: Callable[[Any], None] | None = None
     hint: str = "Check the method's parameter rules"
     suggestion: str = "Check the parameters"
+    # Required only when an earlier parameter of the table has this value, e.g.
+    # ("policy_type", "age"); checked in table order like every other rule.
+    required_when: tuple[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in _TYPE_NAMES:
@@ -82,6 +85,11 @@ def validate(params: Mapping[str, Any], spec: tuple[Param, ...]) -> dict[str, An
     for param in spec:
         raw = params.get(param.name)
         if raw is None:
+            condition = param.required_when
+            if condition is not None and values.get(condition[0]) == condition[1]:
+                raise invalid_params(param.name, "required",
+                                     f"{param.name} is required when {condition[0]} is {condition[1]}",
+                                     suggestion=param.suggestion, hint=param.hint)
             if param.required:
                 raise invalid_params(param.name, "required", f"{param.name} is required",
                                      suggestion=param.suggestion, hint=param.hint)

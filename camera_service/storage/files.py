@@ -112,29 +112,38 @@ def scan_directory_tree(root: str, extensions: Sequence[str]) -> list[StoredFile
     found: list[StoredFile] = []
     wanted = tuple(extensions)
 
-    def take(directory: str, label: str, entries: Iterable[os.DirEntry[str]]) -> list[str]:
+    def take(label: str, entries: Iterable[os.DirEntry[str]], want_dirs: bool) -> list[str]:
         subdirs: list[str] = []
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name.startswith("."):
+                continue
+            if not name.lower().endswith(wanted):
+                # Only directories of the root matter beyond media files, and the entry's
+                # d_type tells that without a system call: lstat is a large share of a
+                # scan's cost, so it is spent only on names that can be listed.
+                try:
+                    if want_dirs and entry.is_dir(follow_symlinks=False):
+                        subdirs.append(name)
+                except OSError:
+                    pass
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISDIR(info.st_mode):
-                subdirs.append(entry.name)
-            elif stat.S_ISREG(info.st_mode) and entry.name.lower().endswith(wanted):
-                found.append(StoredFile(entry.name, os.path.join(directory, entry.name),
-                                        info.st_size, info.st_mtime, label))
+            if stat.S_ISREG(info.st_mode):
+                found.append(StoredFile(name, entry.path, info.st_size, info.st_mtime, label))
+            elif want_dirs and stat.S_ISDIR(info.st_mode):
+                subdirs.append(name)
         return subdirs
 
     with os.scandir(root) as entries:
-        subdirs = take(root, "", entries)
+        subdirs = take("", entries, True)
     for name in sorted(subdirs):
-        directory = os.path.join(root, name)
         try:
-            with os.scandir(directory) as entries:
-                take(directory, name, entries)
+            with os.scandir(os.path.join(root, name)) as entries:
+                take(name, entries, False)
         except OSError:
             continue
     return found
@@ -143,6 +152,12 @@ def scan_directory_tree(root: str, extensions: Sequence[str]) -> list[StoredFile
 def newest_first(files: Iterable[StoredFile]) -> list[StoredFile]:
     """api.md §3.3: by modification time, newest first; ties by name, ascending."""
     return sorted(files, key=lambda f: (-f.mtime, f.name))
+
+
+def _scan_newest_first(root: str, extensions: Sequence[str]) -> list[StoredFile]:
+    """Blocking: the scan, already in listing order (sorting 10,000 entries takes ~10 ms,
+    which belongs in the pool, not on the reactor)."""
+    return newest_first(scan_directory_tree(root, extensions))
 
 
 class FileStore:
@@ -164,20 +179,18 @@ class FileStore:
         # Waiters of the scan running for the current generation. invalidate() drops it, so
         # a caller arriving after a create/delete never joins a scan that started before it.
         self._pending: list[Deferred[list[StoredFile]]] | None = None
-        # newest_first() of the cached scan, computed once per scan rather than per page.
-        self._ordered: tuple[list[StoredFile], list[StoredFile]] | None = None
 
     # -- scanning ----------------------------------------------------------------------
 
     def invalidate(self) -> None:
         """Forget the cached scan; a scan already running is not reused either."""
         self._cached = None
-        self._ordered = None
         self._generation += 1
         self._pending = None
 
     def scan(self) -> Deferred[list[StoredFile]]:
-        """Every file of this store. Concurrent callers share one scan (single flight)."""
+        """Every file of this store, newest first (api.md §3.3). Concurrent callers share
+        one scan (single flight)."""
         now = self._clock.seconds()
         if self._cached is not None and now - self._cached_at <= self._cache_seconds:
             return succeed(self._cached)
@@ -201,7 +214,7 @@ class FileStore:
             for each in waiters:
                 each.callback(result) if isinstance(result, list) else each.errback(result)
 
-        self._run(scan_directory_tree, self.root, self.extensions).addBoth(finished)
+        self._run(_scan_newest_first, self.root, self.extensions).addBoth(finished)
         return waiter
 
     # -- names -------------------------------------------------------------------------
@@ -239,15 +252,9 @@ class FileStore:
 
     async def page(self, limit: int, offset: int) -> tuple[list[StoredFile], int]:
         """One page of the newest-first listing, and the total count."""
-        files = await self.scan()
-        # The cached scan is the same list object until it expires, so its order is kept
-        # with it: a page of a 10,000-file store then costs a slice, not a sort.
-        if self._ordered is not None and self._ordered[0] is files:
-            ordered = self._ordered[1]
-        else:
-            ordered = newest_first(files)
-            if files is self._cached:
-                self._ordered = (files, ordered)
+        # The scan comes back sorted from the thread pool, so a page of a 10,000-file
+        # store costs the reactor a slice, never a sort.
+        ordered = await self.scan()
         return ordered[offset:offset + limit], len(ordered)
 
     def camera_directory(self, camera_id: str) -> str:
