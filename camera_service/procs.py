@@ -259,7 +259,7 @@ class _Child:
     def kill(self) -> None:
         self._kill_call = None
         if not self.protocol.ended:
-            log.warning("{name} (pid {pid}) did not stop in time; sending SIGKILL",
+            log.warn("{name} (pid {pid}) did not stop in time; sending SIGKILL",
                      name=self.name, pid=self.pid)
             self.signal("KILL")
 
@@ -331,7 +331,7 @@ class ProcessRunner:
 
         def on_overflow() -> None:
             # A run that floods stdout is broken; no output to save, so no grace.
-            log.warning("{name} (pid {pid}) wrote more than {limit} bytes of output; killing it",
+            log.warn("{name} (pid {pid}) wrote more than {limit} bytes of output; killing it",
                      name=name, pid=child.pid, limit=stdout_limit)
             child.signal("KILL")
 
@@ -342,7 +342,7 @@ class ProcessRunner:
             if protocol.ended:
                 return
             timed_out = True
-            log.warning("{name} (pid {pid}) timed out after {timeout} s; stopping it",
+            log.warn("{name} (pid {pid}) timed out after {timeout} s; stopping it",
                      name=name, pid=child.pid, timeout=timeout)
             child.terminate(self._kill_grace)
 

@@ -97,9 +97,9 @@ async def test_full_role_table(service, role):
 
 async def test_methods_not_yet_available_answer_a_clear_error(service):
     client = await service.authed_client("admin")
-    error = await client.error("take_snapshot", {"device": "camera0"})
+    error = await client.error("get_external_streams", {})
     assert error["code"] == -32030
-    assert error["data"]["feature"] == "take_snapshot"
+    assert error["data"]["feature"] == "get_external_streams"
     assert "not available" in error["data"]["details"]
 
 

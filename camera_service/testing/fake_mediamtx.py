@@ -384,6 +384,9 @@ class FakeMediaMTX(Resource):
         self._down = False
         self._delay = 0.0
         self._malformed = False
+        #: called after every configuration change and restart (a test's stand-in recorder
+        #: watches ``record`` flags through :meth:`recording_paths`)
+        self.config_observers: list[Any] = []
 
         base_global, base_defaults = self._load_defaults(defaults_yaml)
         base_global.update({"api": True, "apiAddress": "127.0.0.1:9997"})
@@ -493,6 +496,7 @@ class FakeMediaMTX(Resource):
         recordings = self._recordings
         self._reset_state()
         self._recordings = recordings  # files on disk survive a restart
+        self._notify_observers()
 
     def set_live(self, name: str, ready: bool = True, readers: int | list[str] = 2,
                  bytes_sent: int | None = None, bytes_received: int | None = None,
@@ -638,6 +642,22 @@ class FakeMediaMTX(Resource):
                     self._live[name] = _Live(bytes_received=live.bytes_received,
                                              bytes_sent=live.bytes_sent)
         self._global, self._defaults, self._paths = global_conf, defaults, paths
+        self._notify_observers()
+
+    def _notify_observers(self) -> None:
+        for observer in list(self.config_observers):
+            observer()
+
+    def recording_paths(self) -> dict[str, str]:
+        """Path name → effective ``recordPath`` of every configured path with ``record`` on."""
+        found: dict[str, str] = {}
+        for name in self._paths:
+            if name == "all_others":
+                continue
+            conf = self._effective(name)
+            if conf.get("record"):
+                found[name] = str(conf.get("recordPath", ""))
+        return found
 
     def _path_object(self, name: str) -> dict[str, Any]:
         live = self._live.get(name) or _Live()
