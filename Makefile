@@ -16,7 +16,7 @@ ROLE ?= admin
 USER_ID ?= $(shell id -un)
 PYTEST_ARGS ?=
 
-.PHONY: setup run token test bench check-config clean
+.PHONY: setup run token test bench check-config docs deb clean
 
 setup:
 	@bash .ci/bootstrap
@@ -44,5 +44,24 @@ bench: setup
 check-config: setup
 	$(PY) -m camera_service.config.check conf/camera-service.yaml
 
+# Regenerates docs/configuration.md (from the config schema) and docs/api-reference.md
+# (from the method table); tests/test_docs_sync.py fails when they are out of date.
+docs: setup
+	$(PY) -m camera_service.docgen --write
+
+# The Debian package (docs/packaging.md). Built from a copy of the working tree's files
+# (tracked, and untracked but not ignored) so the build never touches this checkout's
+# .venv or egg-info; the .deb lands in $(DEB_OUT)/. Needs PyPI for the dependencies.
+DEB_OUT ?= dist
+DEB_BUILD := build/deb
+deb: setup
+	rm -rf $(DEB_BUILD) && mkdir -p $(DEB_BUILD)/src $(DEB_OUT)
+	git ls-files -z --cached --others --exclude-standard \
+		| while IFS= read -r -d '' f; do [ -e "$$f" ] && printf '%s\0' "$$f"; done \
+		| tar --null -T - -cf - | tar -xf - -C $(DEB_BUILD)/src
+	cd $(DEB_BUILD)/src && dpkg-buildpackage -us -uc -b
+	mv $(DEB_BUILD)/*.deb $(DEB_OUT)/
+	@ls -l $(DEB_OUT)/*.deb
+
 clean:
-	rm -rf $(VENV) var build *.egg-info bench/node_modules bench/results
+	rm -rf $(VENV) var build dist *.egg-info bench/node_modules bench/results
