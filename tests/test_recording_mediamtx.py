@@ -178,3 +178,20 @@ async def test_recordings_mediamtx_writes_elsewhere_show_in_storage_health(servi
         if running is not None:
             await running.root.stopService()
         await server.stop()
+
+
+async def test_a_start_that_never_produces_a_file_fails_and_clears_the_flag(world: World, services: Any) -> None:
+    # camera101 has no stream behind its path: nothing is ever recorded.
+    await world.start(services, CAMERA_SERVICE_RECORDING_START_TIMEOUT="3",
+                      CAMERA_SERVICE_MEDIAMTX_RUN_ON_DEMAND_START_TIMEOUT="1")
+    client = await world.running.authed_client("operator")
+    started = reactor.seconds()
+    error = await client.error("start_recording", {"device": "camera101"})
+    assert 3.0 <= reactor.seconds() - started < 7.0
+    assert error["code"] == -32050 and error["data"]["dependency"] == "mediamtx"
+    assert "did not start within 3 s" in error["data"]["detail"]
+    assert world.record_flag("camera101") is False
+    assert world.running.app.recorder.state("camera101") == "IDLE"
+    assert world.running.app.recorder._own_readers("camera101") == 0
+    idle = await client.error("stop_recording", {"device": "camera101"})
+    assert idle["data"]["reason"] == "not_recording"

@@ -92,6 +92,7 @@ class Recording:
     last_growth: float = 0.0
     total_size: int = 0
     timers: list[Any] = field(default_factory=list)
+    aborted: bool = False  # a failed start was undone (record flag cleared, child stopped)
 
 
 @dataclass
@@ -301,6 +302,7 @@ class RecordingService(Service):
         else:
             await self._run(os.makedirs, directory, 0o2775, True)
         slot.state = STARTING
+        recording: Recording | None = None
         try:
             existing = await self._same_second_guard(directory, camera_id)
             now = self._clock.seconds()
@@ -319,6 +321,10 @@ class RecordingService(Service):
                 self._spawn_direct(camera, recording, remaining)
             await self._wait_first_segment(camera, recording, directory)
         except BaseException:
+            if recording is not None and not recording.aborted:
+                # Whatever failed after the record flag or a child was set up must not
+                # leave either behind (media.md §3.8: never left true).
+                await self._abort_start(camera, recording)
             slot.state = IDLE
             slot.recording = None
             raise
@@ -443,6 +449,7 @@ class RecordingService(Service):
 
     async def _abort_start(self, camera: Camera, recording: Recording) -> None:
         """Undo a start that never produced a file; nothing was announced."""
+        recording.aborted = True
         if recording.backend == MEDIAMTX:
             try:
                 await self._mediamtx.set_record(camera, False)
@@ -805,16 +812,14 @@ class RecordingService(Service):
             if slot.state == RECORDING and slot.recording is not None:
                 stops.append(defer.ensureDeferred(self._stop_if_current(camera_id, slot.recording)))
         if not stops:
-            return defer.succeed(None)
+            return defer.ensureDeferred(self._runner.terminate_all(1.0))
         everything: Deferred[Any] = defer.DeferredList(stops, consumeErrors=True)
         everything.addTimeout(_SHUTDOWN_LIMIT, self._clock)
 
-        def finished(_: Any) -> None:
-            # Whatever is still running gets SIGINT, then SIGKILL (media.md §0.1).
-            for slot in self._slots.values():
-                if slot.recording is not None and slot.recording.process is not None \
-                        and slot.recording.process.running:
-                    slot.recording.process.stop(1.0)
+        def finished(_: Any) -> Deferred[None]:
+            # Whatever is still running (a recorder, a reader, a start still waiting for
+            # its first segment) gets SIGINT, then SIGKILL (media.md §0.1).
+            return defer.ensureDeferred(self._runner.terminate_all(1.0))
 
         return everything.addBoth(finished)
 
