@@ -64,6 +64,7 @@ from camera_service.rpc.websocket import (
 from camera_service.leases import DeviceLeases
 from camera_service.status import HealthEventService, StatusEvaluator
 from camera_service.storage.consistency import RecordingsConsistency
+from camera_service.storage.segments import MediaMTXSegmentDeleter
 from camera_service.storage.files import RECORDINGS, SNAPSHOTS, FileStore
 from camera_service.snapshots.service import SnapshotService
 from camera_service.storage.service import StorageService
@@ -430,7 +431,8 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     recording_methods.register(registry, recorder)
     snapshot_methods.register(registry, snapshotter)
     file_methods.register(registry, app.stores, storage, media_runner, tools["ffprobe"],
-                          run_in_media)
+                          run_in_media,
+                          MediaMTXSegmentDeleter(mediamtx) if mediamtx.enabled else None)
     storage_methods.register(registry, storage)
     app.camera_metrics = monitor.camera_metrics
     app.stream_metrics = mediamtx.stream_metrics

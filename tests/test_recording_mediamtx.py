@@ -195,3 +195,69 @@ async def test_a_start_that_never_produces_a_file_fails_and_clears_the_flag(worl
     assert world.running.app.recorder._own_readers("camera101") == 0
     idle = await client.error("stop_recording", {"device": "camera101"})
     assert idle["data"]["reason"] == "not_recording"
+
+
+async def test_undeletable_recording_is_deleted_through_mediamtx(services: Any, tmp_path: Any) -> None:
+    """media.md §5.6: unlink fails with EPERM (a real one: the file is immutable, which
+    stops even root), so the service asks MediaMTX to delete the segment by its start."""
+    import datetime as dt
+    import shutil
+    import subprocess
+
+    if shutil.which("chattr") is None:
+        pytest.fail("chattr (e2fsprogs) is needed to make a file the service cannot delete")
+    fake = FakeMediaMTX()
+    server = FakeMediaMTXServer(fake)
+    server.start(reactor, port=0)
+    running = None
+    path = None
+    try:
+        running = await services.start(
+            CAMERA_SERVICE_VIRTUAL_CAMERAS=VIRTUAL, CAMERA_SERVICE_MEDIAMTX_ENABLED="true",
+            CAMERA_SERVICE_MEDIAMTX_HOST="127.0.0.1",
+            CAMERA_SERVICE_MEDIAMTX_API_PORT=str(server.port_number))
+        mediamtx = running.root.getServiceNamed("mediamtx")
+        deadline = reactor.seconds() + 10
+        while not (mediamtx.state == "up" and mediamtx.first_provisioning_done):
+            assert reactor.seconds() < deadline, "MediaMTX stand-in never provisioned"
+            await deferLater(reactor, 0.05, lambda: None)
+        local = dt.datetime(2026, 1, 2, 3, 4, 5)
+        stem = f"camera100_{local:%Y-%m-%d_%H-%M-%S}"
+        start = dt.datetime.fromtimestamp(local.timestamp(), tz=dt.timezone.utc).isoformat()
+        fake.add_recording("camera100", start)
+        directory = os.path.join(running.app.stores["recordings"].root, "camera100")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, stem + ".mp4")
+        with open(path, "wb") as handle:
+            handle.write(b"\0" * 1000)
+        probe = subprocess.run(["chattr", "+i", path], capture_output=True)
+        if probe.returncode != 0:
+            pytest.fail(f"chattr +i failed here: {probe.stderr!r}")
+        running.app.stores["recordings"].invalidate()
+        admin = await running.authed_client("admin")
+        deleted = await admin.call("delete_recording", {"filename": stem})
+        assert deleted == {"filename": stem, "deleted": True,
+                           "message": "Recording file deleted successfully"}
+        requests = fake.requests_to("DELETE", "/v3/recordings/deletesegment")
+        assert len(requests) == 1
+        from urllib.parse import parse_qs, urlsplit
+
+        assert parse_qs(urlsplit(requests[0].path).query) == {"path": ["camera100"], "start": [start]}
+        # Not known to MediaMTX either: the permission error, with the fix in health.
+        other = os.path.join(directory, "camera100_2026-01-02_03-04-06.mp4")
+        with open(other, "wb") as handle:
+            handle.write(b"\0")
+        subprocess.run(["chattr", "+i", other], check=True)
+        try:
+            running.app.stores["recordings"].invalidate()
+            error = await admin.error("delete_recording", {"filename": "camera100_2026-01-02_03-04-06"})
+            assert error["code"] == -32603
+            assert error["data"]["details"] == "Recording could not be deleted (permission denied)"
+        finally:
+            subprocess.run(["chattr", "-i", other], check=False)
+    finally:
+        if path is not None:
+            subprocess.run(["chattr", "-i", path], check=False)
+        if running is not None:
+            await running.root.stopService()
+        await server.stop()

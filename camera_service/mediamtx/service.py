@@ -326,6 +326,18 @@ class MediaMTXService(Service):
         segments = answer.get("segments") if isinstance(answer, dict) else None
         return [str(item.get("start")) for item in segments or () if isinstance(item, dict)]
 
+    async def delete_segment(self, camera_id: str, start: str) -> None:
+        """``DELETE /v3/recordings/deletesegment`` with ``start`` exactly as MediaMTX gave it."""
+        self.require_up()
+        assert self._client is not None
+        try:
+            await self._client.delete_segment(camera_id, start)
+        except _FEEDS_FAILURE as error:
+            raise self._request_failed(error) from None
+        except MediaMTXError as error:
+            raise dependency_failed("mediamtx", str(error)) from None
+        self._request_succeeded()
+
     async def paths_with_recordings(self) -> list[str]:
         """Names of the paths MediaMTX lists segments for (``recordings/list``)."""
         self.require_up()

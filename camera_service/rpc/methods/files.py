@@ -10,9 +10,10 @@ a 10 s timeout and cached by (path, size, mtime); a file of a recording in progr
 failed probe both give 0.
 
 Deletes re-check the file with ``lstat`` in the thread pool before unlinking and invalidate
-the store's scan cache. The MediaMTX ``deletesegment`` fallback for EACCES/EPERM (media.md
-§5.6) is not implemented: a permission failure answers -32603 "Recording could not be
-deleted (permission denied)" and the storage component shows the fix.
+the store's scan cache. A recording the service may not unlink (EACCES/EPERM) is handed to
+MediaMTX's ``deletesegment`` when MediaMTX is up (media.md §5.6); if that fails too the call
+answers -32603 "Recording could not be deleted (permission denied)" and the storage
+component shows the fix.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import json
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredSemaphore
@@ -74,8 +75,10 @@ class FileMethods:
 
     def __init__(self, stores: dict[str, FileStore], storage: StorageService,
                  runner: ProcessRunner | None, ffprobe_path: str | None,
-                 run_in_thread: Callable[..., Deferred[Any]]) -> None:
+                 run_in_thread: Callable[..., Deferred[Any]],
+                 delete_via_mediamtx: Callable[[StoredFile], Awaitable[bool]] | None = None) -> None:
         self._stores = stores
+        self._delete_via_mediamtx = delete_via_mediamtx
         self._storage = storage
         self._runner = runner
         self._ffprobe = ffprobe_path
@@ -172,6 +175,10 @@ class FileMethods:
             # Gone (or no longer a plain file) since the scan: to the client it does not exist.
             raise not_found(label[1], name) from None
         except PermissionError as error:
+            if kind == RECORDINGS and self._delete_via_mediamtx is not None \
+                    and await self._delete_via_mediamtx(stored):
+                store.invalidate()
+                return stored
             self._storage.report_permission_problem(os.path.dirname(stored.path), f"{label[2]} {stored.name}")
             raise internal_failure(f"{label[2]} could not be deleted (permission denied)",
                                    _SUGGESTION, str(error)) from None
@@ -232,8 +239,10 @@ class FileMethods:
 
 def register(registry: MethodRegistry, stores: dict[str, FileStore], storage: StorageService,
              runner: ProcessRunner | None, ffprobe_path: str | None,
-             run_in_thread: Callable[..., Deferred[Any]]) -> FileMethods:
-    methods = FileMethods(stores, storage, runner, ffprobe_path, run_in_thread)
+             run_in_thread: Callable[..., Deferred[Any]],
+             delete_via_mediamtx: Callable[[StoredFile], Awaitable[bool]] | None = None
+             ) -> FileMethods:
+    methods = FileMethods(stores, storage, runner, ffprobe_path, run_in_thread, delete_via_mediamtx)
     registry.register("list_recordings", methods.list_recordings, (LIMIT, OFFSET))
     registry.register("list_snapshots", methods.list_snapshots, (LIMIT, OFFSET))
     registry.register("get_recording_info", methods.get_recording_info, (FILENAME,))
