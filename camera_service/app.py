@@ -42,9 +42,11 @@ from camera_service.discovery.probe import AutoProber, IoctlProber, V4l2CtlProbe
 from camera_service.discovery.registry import CONNECTED, ERROR
 from camera_service.discovery.udev import UdevEvents
 from camera_service.downloads import DownloadResource, redacting_log_formatter
+from camera_service.external.service import ExternalStreamsService
 from camera_service.procs import ProcessRunner, resolve_tools
 from camera_service.recording.service import RecordingService
 from camera_service.rpc.methods import cameras as camera_methods
+from camera_service.rpc.methods import external as external_methods
 from camera_service.rpc.methods import files as file_methods
 from camera_service.rpc.methods import storage as storage_methods
 from camera_service.rpc.methods import recording as recording_methods
@@ -434,6 +436,10 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
                           run_in_media,
                           MediaMTXSegmentDeleter(mediamtx) if mediamtx.enabled else None)
     storage_methods.register(registry, storage)
+    # Offers its proxy paths to MediaMTX provisioning (media.md §7.4) as it is built.
+    external = ExternalStreamsService(config=config, reactor=reactor, mediamtx=mediamtx,
+                                      run_in_thread=run_in_media)
+    external_methods.register(registry, external)
     app.camera_metrics = monitor.camera_metrics
     app.stream_metrics = mediamtx.stream_metrics
     app.status = StatusEvaluator(
@@ -452,6 +458,7 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     # After MediaMTX: stopped before it, so a stop can still clear the record flag.
     recorder.setServiceParent(root)
     snapshotter.setServiceParent(root)
+    external.setServiceParent(root)
     health_events = HealthEventService(app.status, bus.publish, system_metrics, clock)
     # A storage threshold crossing re-evaluates overall health at once (media.md §5.4, §6.4).
     storage.on_level_change.append(health_events.check)

@@ -339,11 +339,12 @@ METHOD_DOCS: dict[str, MethodDoc] = {
         "`{stream_url, stream_name, stream_type, status, timestamp}`",
         (ParamDoc("stream_url", "string", True, "`rtsp://` or `rtsps://` with a host"),
          ParamDoc("stream_name", "string", True, "non-empty, at most 255 characters"),
-         ParamDoc("stream_type", "string", False, "default `generic_rtsp`, at most 64 characters"))),
+         ParamDoc("stream_type", "string", False,
+                  "default `generic_rtsp`; non-empty, at most 64 characters"))),
     "remove_external_stream": MethodDoc(
-        "Removes an added external stream and its proxy path.",
+        "Removes an external stream (added or discovered); an added one also loses its proxy path.",
         "`{stream_url, status, timestamp}`",
-        (ParamDoc("stream_url", "string", True, "non-empty"),)),
+        (ParamDoc("stream_url", "string", True, "non-empty; the URL as added, or its masked form"),)),
     "get_external_streams": MethodDoc(
         "Every added or discovered external stream.",
         "`{external_streams, skydio_streams, generic_streams, total_count, timestamp}`"),

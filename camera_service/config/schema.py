@@ -295,7 +295,7 @@ SCHEMA: tuple[SchemaEntry, ...] = (
        "Files modified within this many seconds are never deleted."),
     # external_discovery (media.md §7)
     _e("external_discovery.enabled", Bool(), False,
-       "Turn on automatic scans for external RTSP streams (see scan_interval and startup_scan)."),
+       "Turn on external stream discovery and the external stream API methods (off: they answer -32030)."),
     _e("external_discovery.scan_interval", Float(lo=0), 0,
        "Seconds between periodic scans; 0 = scan only on request."),
     _e("external_discovery.startup_scan", Bool(), False,

@@ -51,6 +51,8 @@ from twisted.web.client import (
 from twisted.web._newclient import RequestTransmissionFailed
 from twisted.web.http import PotentialDataLoss
 
+from camera_service.external.urls import scrub
+
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_IN_FLIGHT",
@@ -573,7 +575,8 @@ class MediaMTXClient:
                 raise MediaMTXProtocolError(
                     f"{method} {path}: answer is not JSON: {_short(raw.decode('utf-8', 'replace'))}"
                 ) from None
-        text = _error_text(raw)
+        # Masked: MediaMTX may echo an external source URL, password included (media.md §7.4).
+        text = scrub(_error_text(raw))
         if status == 404:
             raise MediaMTXNotFound(f"{method} {path}: not found ({text})")
         if status in (401, 403):

@@ -36,6 +36,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from camera_service.external.urls import scrub
 from camera_service.health.model import DEGRADED, HEALTHY
 from camera_service.mediamtx.client import (
     MediaMTXAuthError,
@@ -249,6 +250,61 @@ class MediaMTXService(Service):
 
     def run_on_demand_close_after(self) -> int:
         return int(self._mm.run_on_demand_close_after)
+
+    @property
+    def playback(self) -> bool:
+        """MediaMTX reported ``playback: true`` at the last UP, so ``recordPath`` needs ``-%f``."""
+        return self._playback
+
+    async def write_external_path(self, name: str, body: dict[str, Any]) -> None:
+        """``replace`` an external-stream proxy path now (media.md §7.4).
+
+        Raises -32050 when MediaMTX is not UP, cannot be reached or rejects the body (its
+        text with URL passwords masked); the next provisioning writes the path then, since
+        ``external_paths`` still offers it.
+        """
+        if self.state != UP:
+            self.require_up()
+            raise dependency_failed("mediamtx", "MediaMTX is not up yet")
+        assert self._client is not None
+        try:
+            await self._client.replace_path_config(name, body)
+        except MediaMTXRejected as error:
+            self._request_succeeded()
+            text = scrub(error.error_text)
+            self._rejected[name] = text
+            self._bus.publish("mediamtx.error", {"error": f"{name}: {text}"})
+            self._report()
+            raise dependency_failed("mediamtx", f"MediaMTX rejected the path {name}: {text}") from None
+        except _FEEDS_FAILURE as error:
+            raise self._request_failed(error) from None
+        except MediaMTXError as error:
+            raise dependency_failed("mediamtx", scrub(str(error))) from None
+        self._request_succeeded()
+        self._rejected.pop(name, None)
+        self._provisioned.add(name)
+        self._report()
+
+    async def delete_external_path(self, name: str) -> None:
+        """Delete an external-stream proxy path; a 404 counts as success. While MediaMTX is
+        not UP nothing is sent: the next provisioning deletes it as stale (§2.5 step 2)."""
+        self._provisioned.discard(name)
+        self._rejected.pop(name, None)
+        if self.state != UP:
+            return
+        assert self._client is not None
+        try:
+            await self._client.delete_path_config(name)
+        except MediaMTXNotFound:
+            pass
+        except _FEEDS_FAILURE as error:
+            raise self._request_failed(error) from None
+        except MediaMTXError as error:
+            raise dependency_failed("mediamtx", scrub(str(error))) from None
+        else:
+            self._request_succeeded()
+        self._observe_gone(name)
+        self._report()
 
     async def ensure_path(self, camera: Any) -> None:
         """Write the camera's path unless it is marked provisioned (§2.5). Idempotent; two
@@ -756,8 +812,10 @@ class MediaMTXService(Service):
         try:
             await self._client.replace_path_config(name, body)
         except MediaMTXRejected as error:
-            self._rejected[name] = error.error_text
-            self._bus.publish("mediamtx.error", {"error": f"{name}: {error.error_text}"})
+            # MediaMTX may echo the source URL, which can carry a password (media.md §7.4).
+            text = scrub(error.error_text)
+            self._rejected[name] = text
+            self._bus.publish("mediamtx.error", {"error": f"{name}: {text}"})
             return
         self._provisioned.add(name)
 
