@@ -42,6 +42,7 @@ from camera_service.discovery.probe import AutoProber, IoctlProber, V4l2CtlProbe
 from camera_service.discovery.registry import CONNECTED, ERROR
 from camera_service.discovery.udev import UdevEvents
 from camera_service.downloads import DownloadResource, redacting_log_formatter
+from camera_service.error_events import SystemErrorPublisher
 from camera_service.external.service import ExternalStreamsService
 from camera_service.procs import ProcessRunner, resolve_tools
 from camera_service.recording.service import RecordingService
@@ -452,6 +453,7 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
     ThreadPoolService(media_pool, reactor).setServiceParent(root)
     ThreadPoolService(auth_pool, reactor).setServiceParent(root)
     system_metrics.setServiceParent(root)
+    SystemErrorPublisher(bus.publish, clock).setServiceParent(root)
     storage.setServiceParent(root)
     mediamtx.setServiceParent(root)
     monitor.setServiceParent(root)

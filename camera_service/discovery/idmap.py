@@ -243,7 +243,7 @@ def _parse_entries(raw: Any) -> dict[str, IdEntry]:
         if not isinstance(key, str) or not key or not isinstance(value, dict):
             continue
         camera_id, name, last_seen = value.get("id"), value.get("name", ""), value.get("last_seen")
-        if not isinstance(camera_id, str) or not CAMERA_ID.match(camera_id):
+        if not isinstance(camera_id, str) or not CAMERA_ID.fullmatch(camera_id):
             continue
         if not isinstance(name, str):
             name = ""

@@ -950,7 +950,7 @@ class CameraMonitor(Service):
 
     def _devnode(self, number: int, info: Any) -> str:
         devnode = getattr(info, "devnode", None)
-        if isinstance(devnode, str) and _DEVNODE.match(devnode):
+        if isinstance(devnode, str) and _DEVNODE.fullmatch(devnode):
             return devnode
         return f"/dev/video{number}"
 

@@ -160,7 +160,7 @@ def _node_number(device: Any) -> tuple[int, str] | None:
         # the sysfs name is the same as the node name for video nodes.
         sys_name = device.sys_name
         devnode = f"/dev/{sys_name}" if sys_name else ""
-    match = NODE_RE.match(devnode)
+    match = NODE_RE.fullmatch(devnode)
     if match is None:
         return None
     return int(match.group(1)), devnode

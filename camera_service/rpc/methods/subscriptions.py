@@ -32,7 +32,7 @@ def _validated_filter(raw: dict[str, Any]) -> dict[str, Any]:
         value = raw[key]
         if not isinstance(value, str):
             raise invalid_params(f"filters.{key}", "type", f"filters.{key} must be a string")
-        if key == "device" and not CAMERA_ID.match(value):
+        if key == "device" and not CAMERA_ID.fullmatch(value):
             raise invalid_params("filters.device", "pattern", "filters.device must match ^camera[0-9]+$",
                                  hint="Use a camera id such as camera0")
         if key == "topic" and value not in SUBSCRIBABLE:
