@@ -605,7 +605,7 @@ async def test_tier_c_busy_falls_back_to_tier_d(work: Path, rtsp: RtspServer, ti
         calls = log.read_text().splitlines()
         assert len(calls) == 2
         assert " -f v4l2 " in f" {calls[0]} "
-        assert (f"-rtsp_transport udp -timeout 5000000 -i rtsp://127.0.0.1:{rtsp.client_port}/{USB_ID} "
+        assert (f"-rtsp_transport udp -timeout 5000000 -analyzeduration 500000 -i rtsp://127.0.0.1:{rtsp.client_port}/{USB_ID} "
                 "-an -frames:v 1 -c:v mjpeg -q:v 6 -f image2 -update 1 -y ") in calls[1]
         probe = ffprobe(result["file_path"])
         assert (probe["width"], probe["height"]) == (640, 480)
