@@ -263,6 +263,12 @@ class Worlds:
 
     async def _start_broken_stores(self, name: str) -> World:
         world = await self._plain(name)
+        # A camera's first connection creates its directories (and their parents) in the
+        # thread pool; renaming the roots before that finished would see them re-created.
+        cameras = [camera.id for camera in world.app.recorder._monitor.registry]
+        await until(lambda: all(os.path.isdir(os.path.join(store.root, camera_id))
+                                for store in world.app.stores.values() for camera_id in cameras),
+                    10, "camera directories created")
         for store in world.app.stores.values():
             os.rename(store.root, store.root + ".gone")
             store.invalidate()
