@@ -165,3 +165,20 @@ async def test_shutdown_stops_the_recording_and_clients_hear_it(services: Any) -
     assert stopped["status"] == "STOPPED"
     assert running.app.recorder.state("camera100") == "IDLE"
 
+
+
+async def test_duration_stop_needs_no_connected_client(services: Any) -> None:
+    running = await recording_service(services)
+    client = await running.authed_client("operator")
+    started = await client.call("start_recording", {"device": "camera100", "duration": 2})
+    await client.close()
+    assert running.app.recorder.state("camera100") == "RECORDING"
+    await deferLater(reactor, 4.0, lambda: None)
+    assert running.app.recorder.state("camera100") == "IDLE"
+    later = await running.authed_client("viewer")
+    info = await later.call("get_recording_info", {"filename": started["filename"]})
+    path = os.path.join(running.app.stores["recordings"].root, "camera100",
+                        started["filename"] + ".mp4")
+    media = float(ffprobe(path)["format"]["duration"])
+    assert abs(media - 2.0) <= 0.5
+    assert info["duration"] == int(media)
