@@ -383,3 +383,24 @@ async def test_backoff_policy(tmp_path: Path) -> None:
         assert [service._next_delay() for _ in range(7)] == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0]
     finally:
         await h.stop()
+
+
+async def test_a_live_path_whose_inbound_bytes_stop_growing_is_reported_stalled(tmp_path: Path) -> None:
+    """media.md §2.8 "frames flowing": two stalled probes in a row → mediamtx.error once and
+    the camera in the cameras component's stalled list, until the counter grows again."""
+    h = Harness(tmp_path)
+    try:
+        h.start()
+        await h.until_provisioned()
+        h.fake.set_live("camera0", ready=True, readers=1, bytes_received=5000)
+        took = await until(lambda: h.monitor.stalled_cameras() == ["camera0"], 4 * INTERVAL + 1,
+                           "camera0 stalled")
+        assert took >= INTERVAL  # not at the first observation
+        errors = [p for p in h.named("mediamtx.error") if p.get("device") == "camera0"]
+        assert len(errors) == 1 and errors[0]["error"].startswith("no data from camera for ")
+        await deferLater(reactor, 2 * INTERVAL, lambda: None)
+        assert len([p for p in h.named("mediamtx.error") if p.get("device") == "camera0"]) == 1
+        h.fake.set_live("camera0", ready=True, readers=1, bytes_received=9000)
+        await until(lambda: h.monitor.stalled_cameras() == [], 2 * INTERVAL + 1, "flowing again")
+    finally:
+        await h.stop()

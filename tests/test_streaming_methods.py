@@ -46,6 +46,11 @@ class FakeMediaMTX:
         self.ensure_gate: Deferred[None] | None = None
         self.fail_requests = False
         self.close_after = 10
+        #: readers the service itself holds per path (keep-alive readers, RTSP snapshots)
+        self.own: dict[str, int] = {}
+
+    def own_readers(self, camera_id: str) -> int:
+        return self.own.get(camera_id, 0)
 
     def _down(self) -> Exception:
         return dependency_failed("mediamtx", f"MediaMTX is {self.state}", "MediaMTX is unavailable",
@@ -394,7 +399,8 @@ async def test_get_stream_status_active_with_bitrate(services):
     first = await client.call("get_stream_status", {"device": "camera0"})
     assert first == {
         "device": "camera0", "stream_name": "camera0", "status": "ACTIVE", "ready": True,
-        "ffmpeg_process": {"running": True, "pid": 0, "uptime": 0},
+        # live since 14:29:30.12, the clock says 14:30:00: up 29 whole seconds
+        "ffmpeg_process": {"running": True, "pid": 0, "uptime": 29},
         "mediamtx_path": {"exists": True, "ready": True, "readers": 1},
         "metrics": {"bytes_sent": 12_345_678, "frames_sent": 0, "bitrate": 0, "fps": 0},
         "start_time": "2025-01-15T14:29:30Z",
@@ -523,3 +529,23 @@ async def test_camera_checks_come_before_the_dependency_check(services):
         assert error["data"]["reason"] == "camera_not_found", method
     error = await client.error("start_streaming", {"device": "camera2"})
     assert error["data"]["reason"] == "camera_not_connected"
+
+
+async def test_the_services_own_readers_are_not_counted_as_viewers(services):
+    """media.md §2.8: readers minus the keep-alive reader / snapshot grabs the service holds."""
+    world = await start_world(services)
+    client = await world.service.authed_client("operator")
+    mm = world.mediamtx
+    mm.paths["camera0"] = path("camera0", live=True, source="rtspSession", readers=3, received=10,
+                               since="2025-01-15T14:29:00Z")
+    mm.own["camera0"] = 1
+    status = await client.call("get_stream_status", {"device": "camera0"})
+    assert status["mediamtx_path"]["readers"] == 2
+    url = await client.call("get_stream_url", {"device": "camera0"})
+    assert url["active_consumers"] == 2
+    mm.paths["camera0"] = path("camera0", live=True, source="rtspSession", readers=1, received=20,
+                               since="2025-01-15T14:29:00Z")
+    await client.call("start_streaming", {"device": "camera0"})
+    stopped = await client.call("stop_streaming", {"device": "camera0"})
+    # Only the service's own reader is left: nobody else watches.
+    assert stopped["stream_continues"] is False

@@ -173,6 +173,9 @@ class MediaMTXService(Service):
         self._inflight: dict[str, list[defer.Deferred[None]]] = {}
         self._cache: dict[str, PathState] = {}
         self._live_flags: dict[str, bool] = {}
+        # Frames flowing (§2.8): camera path → (inbound bytes, when it last grew, stalled probes)
+        self._inbound: dict[str, tuple[int, float, int]] = {}
+        self.stalled: set[str] = set()
 
         self._timer: IDelayedCall | None = None
         self._probing = False
@@ -194,6 +197,7 @@ class MediaMTXService(Service):
             monitor.on_camera_connected.append(self._camera_connected)
             monitor.on_camera_disconnected.append(self._camera_disconnected)
             monitor.path_metrics = self.path_metrics
+            monitor.stalled_cameras = lambda: sorted(self.stalled)
         if self.enabled:
             readiness.require(READINESS_CONDITION)
 
@@ -906,10 +910,42 @@ class MediaMTXService(Service):
             self._cache = now
             for name in gone:
                 self._set_live(name, False)
+            self._check_flowing(paths)
         else:
             self._cache.update(now)
         for state in paths:
             self._set_live(state.name, state.live)
+
+    def _check_flowing(self, paths: list[PathState]) -> None:
+        """Between two full probes a live camera path must have received bytes (§2.8).
+
+        Two stalled probes in a row publish ``mediamtx.error`` once and put the camera in
+        the cameras component's ``stalled_cameras`` until its counter grows again.
+        """
+        at = self._reactor.seconds()
+        seen: dict[str, tuple[int, float, int]] = {}
+        for state in paths:
+            if not _CAMERA_PATH.fullmatch(state.name) or not state.live:
+                continue
+            previous = self._inbound.get(state.name)
+            if previous is None or state.bytes_received > previous[0] \
+                    or state.bytes_received < previous[0]:  # grew, or counters restarted
+                seen[state.name] = (state.bytes_received, at, 0)
+                continue
+            stalled_probes = previous[2] + 1
+            seen[state.name] = (previous[0], previous[1], stalled_probes)
+            if stalled_probes == 2:
+                seconds = int(at - previous[1])
+                self._log.warn("No data from {camera} for {seconds} s", camera=state.name,
+                               seconds=seconds)
+                self._bus.publish("mediamtx.error", {"device": state.name,
+                                                     "error": f"no data from camera for {seconds} s"})
+        self._inbound = seen
+        stalled = {name for name, (_, _, probes) in seen.items() if probes >= 2}
+        if stalled != self.stalled:
+            self.stalled = stalled
+            if self._monitor is not None and hasattr(self._monitor, "refresh_health"):
+                self._monitor.refresh_health()
 
     def _observe_gone(self, name: str) -> None:
         self._cache.pop(name, None)

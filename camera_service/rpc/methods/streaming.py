@@ -19,6 +19,7 @@ call fails fast while MediaMTX is down even when another call for the camera is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,20 @@ class StreamingMethods:
         self._samples[camera_id] = sample
         return sample.bitrate
 
+    def _viewers(self, camera_id: str, path: Any) -> int:
+        """Readers other than the service's own (keep-alive readers, RTSP snapshots, §2.8)."""
+        own = getattr(self._mediamtx, "own_readers", None)
+        return max(0, int(path.readers) - (int(own(camera_id)) if own is not None else 0))
+
+    def _uptime(self, path: Any) -> int:
+        if not path.live_since:
+            return 0
+        try:
+            since = parse_rfc3339(re.sub(r"(\.\d{6})\d+", r"\1", path.live_since))
+        except ValueError:
+            return 0
+        return max(0, int(self._clock.seconds() - since))
+
     def _live_since(self, camera_id: str, path: Any) -> str:
         if path.live_since:
             try:
@@ -165,7 +180,7 @@ class StreamingMethods:
                 path = self._mediamtx.cached_path(camera_id)
                 # media.md §2.9: the stream stays up for a recording, or for readers.
                 continues = bool(self._recording_active(camera_id)) or (
-                    path is not None and path.readers > 0)
+                    path is not None and self._viewers(camera_id, path) > 0)
                 del self.sessions[camera_id]
             finally:
                 self._stopping.discard(camera_id)
@@ -195,7 +210,7 @@ class StreamingMethods:
         else:
             exists = path is not None or mediamtx.is_provisioned(camera.id)
             available = camera.status == CONNECTED and exists
-            consumers = path.readers if path is not None else 0
+            consumers = self._viewers(camera.id, path) if path is not None else 0
             status = "READY" if path is not None and path.live else "NOT_READY"
         return {
             "device": camera.id,
@@ -234,10 +249,13 @@ class StreamingMethods:
             "stream_name": camera.id,
             "status": status,
             "ready": path.live,
-            # The publisher is MediaMTX's runOnDemand child: MediaMTX's API does not report
-            # its pid or start time, so both are 0 ("unknown", api.md §4.18).
-            "ffmpeg_process": {"running": bool(path.live or path.source_type), "pid": 0, "uptime": 0},
-            "mediamtx_path": {"exists": True, "ready": path.live, "readers": path.readers},
+            # The publisher is MediaMTX's runOnDemand child: MediaMTX does not report its pid
+            # (0, "unknown"); it runs while a source is attached (also while still starting)
+            # and has run at least since the path went live (media.md §2.8).
+            "ffmpeg_process": {"running": bool(path.live or path.source_type), "pid": 0,
+                               "uptime": self._uptime(path) if path.live else 0},
+            "mediamtx_path": {"exists": True, "ready": path.live,
+                              "readers": self._viewers(camera.id, path)},
             # Frames and fps are not reported by MediaMTX: 0 ("cannot be measured").
             "metrics": {"bytes_sent": path.bytes_sent, "frames_sent": 0,
                         "bitrate": self._bitrate(camera.id, path), "fps": 0},
