@@ -430,7 +430,10 @@ def build_root(config: Any, reactor: Any, environ: Mapping[str, str], *,
         frame_tap=recorder.frame_tap)
     storage.busy_paths.append(snapshotter.reserved_paths)
     camera_methods.register(registry, monitor)
-    streaming_methods.register(registry, monitor, mediamtx, reactor, recorder.is_active)
+    streaming_methods.register(
+        registry, monitor, mediamtx, reactor, recorder.is_active,
+        waiting_for_live=lambda camera_id: (recorder.state(camera_id) == "STARTING"
+                                            or snapshotter.rtsp_readers(camera_id) > 0))
     recording_methods.register(registry, recorder)
     snapshot_methods.register(registry, snapshotter)
     file_methods.register(registry, app.stores, storage, media_runner, tools["ffprobe"],

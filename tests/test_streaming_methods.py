@@ -140,9 +140,13 @@ async def start_world(services: Any) -> World:
     clock = Clock()
     clock.advance(T0)
     recording: set[str] = set()
+    waiting: set[str] = set()
     methods = streaming.register(_Replacing(service.root.factory.dispatcher.registry), monitor, mediamtx,
-                                 clock, recording_active=lambda camera_id: camera_id in recording)
-    return World(service, mediamtx, clock, monitor, recording, methods)
+                                 clock, recording_active=lambda camera_id: camera_id in recording,
+                                 waiting_for_live=lambda camera_id: camera_id in waiting)
+    world = World(service, mediamtx, clock, monitor, recording, methods)
+    world.waiting = waiting
+    return world
 
 
 def assert_no_device_path(value: Any) -> None:
@@ -549,3 +553,13 @@ async def test_the_services_own_readers_are_not_counted_as_viewers(services):
     stopped = await client.call("stop_streaming", {"device": "camera0"})
     # Only the service's own reader is left: nobody else watches.
     assert stopped["stream_continues"] is False
+
+
+async def test_status_is_starting_while_the_service_waits_for_the_path(services):
+    """media.md §2.8: STARTING while a recording start or an RTSP snapshot waits for live."""
+    world = await start_world(services)
+    client = await world.service.authed_client("viewer")
+    world.mediamtx.paths["camera0"] = path("camera0")
+    assert (await client.call("get_stream_status", {"device": "camera0"}))["status"] == "INACTIVE"
+    world.waiting.add("camera0")
+    assert (await client.call("get_stream_status", {"device": "camera0"}))["status"] == "STARTING"

@@ -50,7 +50,9 @@ class StreamingMethods:
     """The five handlers plus the per-camera state they share."""
 
     def __init__(self, monitor: Any, mediamtx: Any, clock: Any,
-                 recording_active: Callable[[str], bool] = lambda _: False) -> None:
+                 recording_active: Callable[[str], bool] = lambda _: False,
+                 waiting_for_live: Callable[[str], bool] = lambda _: False) -> None:
+        self._waiting_for_live = waiting_for_live
         self._monitor = monitor
         self._mediamtx = mediamtx
         self._clock = clock
@@ -239,8 +241,9 @@ class StreamingMethods:
             status = "STOPPING"
         elif path.live:
             status = "ACTIVE"
-        elif path.source_type:
-            # A publisher has attached but the path is not ready yet.
+        elif path.source_type or self._waiting_for_live(camera.id):
+            # A publisher has attached but the path is not ready yet, or the service itself
+            # is waiting for it (a recording's start, an RTSP snapshot: media.md §2.8).
             status = "STARTING"
         else:
             status = "INACTIVE"
@@ -273,10 +276,11 @@ class StreamingMethods:
 
 
 def register(registry: Any, monitor: Any, mediamtx: Any, clock: Any,
-             recording_active: Callable[[str], bool] = lambda _: False) -> StreamingMethods:
+             recording_active: Callable[[str], bool] = lambda _: False,
+             waiting_for_live: Callable[[str], bool] = lambda _: False) -> StreamingMethods:
     """Install the five streaming methods; returns the handler object (its ``sessions``
     tell the metrics which cameras have an open session)."""
-    methods = StreamingMethods(monitor, mediamtx, clock, recording_active)
+    methods = StreamingMethods(monitor, mediamtx, clock, recording_active, waiting_for_live)
     registry.register("start_streaming", methods.start_streaming, (DEVICE,), serialise_on="device")
     registry.register("stop_streaming", methods.stop_streaming, (DEVICE,), serialise_on="device")
     registry.register("get_stream_url", methods.get_stream_url, (DEVICE,))
