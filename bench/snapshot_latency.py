@@ -25,9 +25,7 @@ import argparse
 import json
 import os
 import platform
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,53 +57,11 @@ from camera_service.procs import ProcessRunner
 from camera_service.snapshots import SnapshotService
 from camera_service.storage.files import SNAPSHOTS, FileStore
 from camera_service.testing.fake_mediamtx import FakeMediaMTX, FakeMediaMTXServer
+from tests.media_servers import RtspServer
 
 FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
-RTSP_SERVER = shutil.which("rtsp-server-perl") or "/usr/bin/rtsp-server-perl"
 OPENAPI = REPO.parent / "shared" / "reference" / "mediamtx" / "openapi.yaml"
 CAMERA = "camera100"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def free_udp_range(count: int = 20) -> int:
-    """A base port with ``count`` free UDP ports above it, for rtsp-server-perl's RTP
-    listeners (its default, 20000, collides with any other instance on the machine)."""
-    for _ in range(200):
-        base = random.randrange(30000, 60000, 2)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError("no free UDP port range")
-
-
-def wait_port(port: int, seconds: float = 10.0) -> None:
-    """Wait until something listens on ``port`` WITHOUT connecting to it: every connection
-    rtsp-server-perl closes runs its housekeeping, which (while nothing is mounted) resets
-    the RTP start port to 20000 and so undoes --rtp_start_port. Binding the port instead
-    fails once the server holds it."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"rtsp-server-perl did not listen on {port}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -178,60 +134,6 @@ async def measure(service: SnapshotService, calls: int, expect_tier: str) -> dic
     return summary(times)
 
 
-def spawn(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as output:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output,
-                                stderr=subprocess.STDOUT)
-
-
-class RtspSource:
-    """rtsp-server-perl plus one FFmpeg publisher (child processes, stopped in stop())."""
-
-    def __init__(self, work: Path) -> None:
-        self.client_port, self.source_port = free_port(), free_port()
-        rtp = free_udp_range()
-        self.children = [spawn(
-            [RTSP_SERVER, "-c", str(self.client_port), "-s", str(self.source_port),
-             "--client_listen_address", "127.0.0.1", "--source_listen_address", "127.0.0.1",
-             "--rtp_start_port", str(rtp)], work / "rtsp-server.log")]
-        try:
-            wait_port(self.source_port)
-            wait_port(self.client_port)
-        except BaseException:
-            self.stop()
-            raise
-        self.children.append(spawn(
-            [FFMPEG, "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-f", "lavfi",
-             "-i", "testsrc2=size=640x480:rate=15", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-             "-tune", "zerolatency", "-g", "15", "-f", "rtsp",
-             f"rtsp://127.0.0.1:{self.source_port}/{CAMERA}"], work / "publisher.log"))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                readable = subprocess.run(
-                    [FFMPEG, "-v", "error", "-rtsp_transport", "udp", "-i",
-                     f"rtsp://127.0.0.1:{self.client_port}/{CAMERA}", "-frames:v", "1",
-                     "-f", "null", "-"], check=False, capture_output=True, timeout=20).returncode == 0
-            except BaseException:
-                self.stop()
-                raise
-            if readable:
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the RTSP stream never became readable (logs in {work})")
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            if child.poll() is None:
-                child.terminate()
-                try:
-                    child.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-
-
 async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="snapbench-"))
     results: dict[str, Any] = {
@@ -247,8 +149,11 @@ async def run(reactor: Any, args: argparse.Namespace) -> dict[str, Any]:
             results[f"tier_e_{size}"] = await measure(service, args.calls, "e")
             print(f"tier e {size}: {results[f'tier_e_{size}']}", flush=True)
 
-        source = RtspSource(work)
+        # The same rtsp-server-perl rig the tests use (its own RTP port range, no probe
+        # connections, readable before it returns).
+        source = RtspServer(work)
         try:
+            source.publish(CAMERA, work, "640x480")
             fake = FakeMediaMTX(OPENAPI, global_conf={"rtspAddress": f":{source.client_port}"})
             server = FakeMediaMTXServer(fake)
             server.start(reactor, port=0)

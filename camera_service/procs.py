@@ -303,30 +303,9 @@ class ProcessRunner:
         killed and reaped) when stdout went over ``stdout_limit``. Cancelling the returned
         Deferred kills the child; the cancellation completes once it has been reaped.
         """
-        if not os.path.isabs(executable):
-            raise UnsafeArgument("the executable must be an absolute path (tools are resolved at start-up)")
-        argv = [executable, *args]
-        try:
-            check_argv(argv)
-        except UnsafeArgument as exc:
-            log.error("Refusing to run {tool}: {why}", tool=os.path.basename(executable), why=str(exc))
-            raise
-        name = os.path.basename(executable)
-        protocol = _RunProtocol(stdout_limit)
         started = self._reactor.seconds()
-        transport = self._reactor.spawnProcess(
-            protocol, executable, argv, env=dict(self._env),
-            childFDs={0: "w", 1: "r", 2: "r"})
-        child = _Child(self._reactor, name, transport, protocol, is_ffmpeg)
-        self._children.add(child)
-
-        def reaped(_: None) -> None:
-            # Bookkeeping follows the process, not the caller: even if every waiter gave
-            # up, the child leaves running() only once it has really been reaped.
-            child.cancel_timers()
-            self._children.discard(child)
-
-        protocol.when_ended().addCallback(reaped)
+        child = self._spawn(executable, args, stdout_limit, is_ffmpeg)
+        name, protocol = child.name, child.protocol
         timed_out = False
 
         def on_overflow() -> None:
@@ -373,6 +352,14 @@ class ProcessRunner:
         stops it with :meth:`LongRunningProcess.stop`, and :meth:`terminate_all` covers it
         at shutdown.
         """
+        started = self._reactor.seconds()
+        child = self._spawn(executable, args, stdout_limit, is_ffmpeg)
+        child.protocol.on_overflow = lambda: child.signal("KILL")
+        return LongRunningProcess(child, started, self._reactor)
+
+    def _spawn(self, executable: str, args: Sequence[str], stdout_limit: int,
+               is_ffmpeg: bool) -> _Child:
+        """Check the argv (§0.4), spawn the child and track it until it is reaped."""
         if not os.path.isabs(executable):
             raise UnsafeArgument("the executable must be an absolute path (tools are resolved at start-up)")
         argv = [executable, *args]
@@ -381,22 +368,21 @@ class ProcessRunner:
         except UnsafeArgument as exc:
             log.error("Refusing to run {tool}: {why}", tool=os.path.basename(executable), why=str(exc))
             raise
-        name = os.path.basename(executable)
         protocol = _RunProtocol(stdout_limit)
         transport = self._reactor.spawnProcess(
             protocol, executable, argv, env=dict(self._env),
             childFDs={0: "w", 1: "r", 2: "r"})
-        child = _Child(self._reactor, name, transport, protocol, is_ffmpeg)
+        child = _Child(self._reactor, os.path.basename(executable), transport, protocol, is_ffmpeg)
         self._children.add(child)
-        handle = LongRunningProcess(child, self._reactor.seconds(), self._reactor)
 
         def reaped(_: None) -> None:
+            # Bookkeeping follows the process, not the caller: even if every waiter gave
+            # up, the child leaves running() only once it has really been reaped.
             child.cancel_timers()
             self._children.discard(child)
 
         protocol.when_ended().addCallback(reaped)
-        protocol.on_overflow = lambda: child.signal("KILL")
-        return handle
+        return child
 
     async def terminate_all(self, grace: float = KILL_GRACE) -> None:
         """Stop every live child (SIGINT/SIGTERM, SIGKILL after ``grace``) and wait for all."""
